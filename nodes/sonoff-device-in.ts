@@ -1,0 +1,69 @@
+/**
+ * `sonoff-device-in`: one message per device report (and per online/offline change) for one
+ * device or all devices of a `coolkit-server`.
+ */
+import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
+import type { DeviceEvent } from '../src/cloud/server';
+import type { DeviceEventKind } from '../src/cloud/router';
+import type { CoolkitServerNode, ServerUser } from './types';
+
+interface DeviceInConfig extends NodeDef {
+  server: string;
+  deviceid: string;
+  events: 'all' | 'update' | 'status';
+}
+
+export = function register(RED: NodeAPI): void {
+  function SonoffDeviceIn(this: Node, config: DeviceInConfig): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
+    if (!server || typeof server.subscribe !== 'function') {
+      node.error(RED._('sonoff-device-in.errors.missing-server'));
+      node.status({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-in.errors.missing-server') });
+      return;
+    }
+    const deviceid = (config.deviceid ?? '').trim().toLowerCase();
+    const events = config.events === 'update' || config.events === 'status' ? config.events : 'all';
+    let serverHealthy = false;
+
+    function deviceStatus(): NodeStatus {
+      const record = server!.cloud.device(deviceid);
+      if (!record) return { fill: 'yellow', shape: 'ring', text: RED._('sonoff-device-in.status.waiting', { deviceid }) };
+      return record.online
+        ? { fill: 'green', shape: 'dot', text: RED._('sonoff-device-in.status.online') }
+        : { fill: 'red', shape: 'ring', text: RED._('sonoff-device-in.status.offline') };
+    }
+
+    const user: ServerUser = {
+      id: node.id,
+      onServerStatus(status, healthy) {
+        serverHealthy = healthy;
+        node.status(deviceid && healthy ? deviceStatus() : status);
+      },
+    };
+
+    const unsubscribe = server.subscribe(deviceid, (kind: DeviceEventKind, ev: DeviceEvent) => {
+      if (deviceid && kind !== 'update' && serverHealthy) node.status(deviceStatus());
+      if (events === 'update' && kind !== 'update') return;
+      if (events === 'status' && kind === 'update') return;
+      node.send({
+        topic: ev.deviceid,
+        payload: structuredClone(ev.params),
+        state: structuredClone(ev.state),
+        event: kind,
+        device: ev.device,
+      });
+    });
+    server.register(user);
+
+    node.on('close', (done: () => void) => {
+      unsubscribe();
+      server.deregister(user);
+      node.status({});
+      done();
+    });
+  }
+
+  RED.nodes.registerType('sonoff-device-in', SonoffDeviceIn as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+};

@@ -1,0 +1,84 @@
+/**
+ * `sonoff-device-out`: sends `msg.payload` to a device and completes when the device acks
+ * (`done()`), or fails with a coded error (`done(err)`: 503 offline, 504 timeout, 400 bad
+ * payload, or the device's own code), so Complete and Catch nodes work.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
+import { payloadToParams, summariseParams } from '../src/protocol/commands';
+import { CoolkitError, ErrorCode } from '../src/protocol/errors';
+import type { CoolkitServerNode, ServerUser } from './types';
+
+interface DeviceOutConfig extends NodeDef {
+  server: string;
+  deviceid: string;
+}
+
+type Done = (err?: Error) => void;
+
+export = function register(RED: NodeAPI): void {
+  function SonoffDeviceOut(this: Node, config: DeviceOutConfig): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
+    if (!server || typeof server.register !== 'function') {
+      node.error(RED._('sonoff-device-out.errors.missing-server'));
+      node.status({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-out.errors.missing-server') });
+      node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new Error(RED._('sonoff-device-out.errors.missing-server'))));
+      return;
+    }
+    const configured = (config.deviceid ?? '').trim().toLowerCase();
+    /** Once a command ran, its result stays on the status until the server itself changes state. */
+    let lastResult: NodeStatus | undefined;
+
+    const user: ServerUser = {
+      id: node.id,
+      onServerStatus(status, healthy) {
+        node.status(healthy && lastResult ? lastResult : status);
+      },
+    };
+    server.register(user);
+
+    function show(status: NodeStatus): void {
+      lastResult = status;
+      node.status(status);
+    }
+
+    node.on('input', (msg: NodeMessageInFlow & { deviceid?: unknown }, _send: unknown, done: Done) => {
+      const fromMsg = typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '';
+      const deviceid = configured || fromMsg;
+      if (!deviceid) {
+        const err = new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-device-out.errors.no-deviceid'));
+        show({ fill: 'red', shape: 'ring', text: err.message });
+        done(err);
+        return;
+      }
+      let params;
+      try {
+        params = payloadToParams(msg.payload, server.cloud.device(deviceid)?.params ?? {});
+      } catch (err) {
+        show({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-out.status.failed', { error: (err as Error).message.slice(0, 60) }) });
+        done(err as Error);
+        return;
+      }
+      node.status({ fill: 'yellow', shape: 'ring', text: RED._('sonoff-device-out.status.sending', { deviceid }) });
+      server.cloud.sendCommand(deviceid, params).then(
+        (result) => {
+          show({ fill: 'green', shape: 'dot', text: RED._('sonoff-device-out.status.acked', { summary: summariseParams(params), ms: result.ms }) });
+          done();
+        },
+        (err: Error) => {
+          show({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-out.status.failed', { error: err.message.slice(0, 60) }) });
+          done(err);
+        },
+      );
+    });
+
+    node.on('close', (done: () => void) => {
+      server.deregister(user);
+      node.status({});
+      done();
+    });
+  }
+
+  RED.nodes.registerType('sonoff-device-out', SonoffDeviceOut as unknown as Parameters<NodeAPI['nodes']['registerType']>[1]);
+};

@@ -1,0 +1,255 @@
+/**
+ * One device WebSocket connection: the register handshake, then date / update / query /
+ * acks, and the commands waiting for an ack on this socket. It knows nothing about Node-RED;
+ * it reports to its `SessionHost` (the cloud).
+ */
+import type { WebSocket } from 'ws';
+import {
+  buildDateReply,
+  buildErrorReply,
+  buildQueryReply,
+  buildRegisterReply,
+  buildServerUpdate,
+  buildUpdateAck,
+  selectQueryParams,
+} from '../protocol/builders';
+import { CoolkitError, ErrorCode } from '../protocol/errors';
+import { parseDeviceFrame } from '../protocol/schemas';
+import type { AckMessage, Params, QueryMessage, RegisterMessage, UpdateMessage } from '../protocol/types';
+import type { DeviceRecord } from './registry';
+import { TokenBucket } from './rate';
+
+export interface CommandResult {
+  deviceid: string;
+  sequence: string;
+  /** Round trip from send to ack, ms. */
+  ms: number;
+}
+
+interface Pending {
+  resolve(result: CommandResult): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+  sentAt: number;
+}
+
+/** What a session needs from the cloud. */
+export interface SessionHost {
+  readonly hbInterval: number;
+  /** Accept or refuse a register; returns the record, or an error to send back. */
+  admit(session: DeviceSession, msg: RegisterMessage): Promise<DeviceRecord | CoolkitError>;
+  report(session: DeviceSession, record: DeviceRecord, params: Params): void;
+  warn(key: string, message: string): void;
+  /** The session ended (socket closed); the host decides whether the device is offline. */
+  ended(session: DeviceSession): void;
+}
+
+/** WebSocket close codes we use. */
+export const CloseCode = {
+  GOING_AWAY: 1001,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  REPLACED: 4000,
+  REFUSED: 4003,
+} as const;
+
+export class DeviceSession {
+  record: DeviceRecord | undefined;
+  lastSeen: number;
+  readonly openedAt: number;
+  private readonly pending = new Map<string, Pending>();
+  private readonly bucket: TokenBucket;
+  private registering = false;
+  private closed = false;
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly remote: string,
+    private readonly host: SessionHost,
+    rate: { burst: number; perSecond: number },
+    now = Date.now(),
+  ) {
+    this.lastSeen = now;
+    this.openedAt = now;
+    this.bucket = new TokenBucket(rate.burst, rate.perSecond, now);
+    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.on('ping', () => {
+      this.lastSeen = Date.now();
+    });
+    ws.on('pong', () => {
+      this.lastSeen = Date.now();
+    });
+    ws.on('close', () => this.onClose());
+    ws.on('error', (err) => this.host.warn(`wserr:${this.remote}`, `device socket ${this.label()}: ${err.message}`));
+  }
+
+  get deviceid(): string | undefined {
+    return this.record?.deviceid;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  label(): string {
+    return this.record ? `${this.record.deviceid} (${this.remote})` : this.remote;
+  }
+
+  send(obj: unknown): void {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(JSON.stringify(obj));
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  /** Push params to the device and wait for its ack. */
+  command(params: Params, sequence: string, timeoutMs: number): Promise<CommandResult> {
+    const record = this.record;
+    if (!record || this.closed) return Promise.reject(new CoolkitError(ErrorCode.OFFLINE, 'device is offline'));
+    return this.request(buildServerUpdate(record.deviceid, record.apikey, sequence, params), timeoutMs);
+  }
+
+  /** Push any server message that expects an ack by `sequence` (e.g. `upgrade`). */
+  request(message: Record<string, unknown> & { sequence: string }, timeoutMs: number): Promise<CommandResult> {
+    const record = this.record;
+    if (!record || this.closed) return Promise.reject(new CoolkitError(ErrorCode.OFFLINE, 'device is offline'));
+    const deviceid = record.deviceid;
+    return new Promise<CommandResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(message.sequence);
+        reject(new CoolkitError(ErrorCode.TIMEOUT, `device ${deviceid} did not acknowledge within ${Math.round(timeoutMs / 100) / 10} s`, deviceid));
+      }, timeoutMs);
+      this.pending.set(message.sequence, { resolve, reject, timer, sentAt: Date.now() });
+      this.send(message);
+    });
+  }
+
+  private onFrame(data: Buffer, isBinary: boolean): void {
+    const now = Date.now();
+    this.lastSeen = now;
+    if (!this.bucket.take(now)) {
+      this.host.warn(`flood:${this.remote}`, `device ${this.label()} sends too fast; closing its connection`);
+      this.close(CloseCode.POLICY, 'rate limit exceeded');
+      return;
+    }
+    if (isBinary) {
+      this.replyError(ErrorCode.BAD_REQUEST, 'binary frames are not part of the protocol');
+      return;
+    }
+    const frame = parseDeviceFrame(data.toString('utf8'));
+    switch (frame.kind) {
+      case 'ping':
+        if (!this.closed) this.ws.send('pong');
+        return;
+      case 'invalid':
+        this.host.warn(`bad:${this.remote}`, `bad message from device ${this.label()}: ${frame.reason}`);
+        this.replyError(frame.code, frame.reason);
+        return;
+      case 'register':
+        void this.onRegister(frame.msg);
+        return;
+    }
+    const record = this.record;
+    if (!record) {
+      this.replyError(ErrorCode.UNAUTHORIZED, 'register first');
+      return;
+    }
+    const msg = frame.msg;
+    if (msg.deviceid !== record.deviceid) {
+      this.replyError(ErrorCode.FORBIDDEN, `this connection belongs to device ${record.deviceid}`);
+      return;
+    }
+    if (msg.apikey !== undefined && msg.apikey !== record.apikey && msg.apikey !== record.factoryApikey) {
+      this.replyError(ErrorCode.UNAUTHORIZED, 'wrong apikey');
+      return;
+    }
+    switch (frame.kind) {
+      case 'date':
+        this.send(buildDateReply(record.deviceid, record.apikey));
+        return;
+      case 'update':
+        this.onUpdate(record, frame.msg);
+        return;
+      case 'query':
+        this.onQuery(record, frame.msg);
+        return;
+      case 'ack':
+        this.onAck(frame.msg);
+        return;
+    }
+  }
+
+  private async onRegister(msg: RegisterMessage): Promise<void> {
+    if (this.record || this.registering) {
+      this.replyError(ErrorCode.BAD_REQUEST, 'already registered on this connection');
+      return;
+    }
+    this.registering = true;
+    try {
+      const result = await this.host.admit(this, msg);
+      if (this.closed) return;
+      if (result instanceof CoolkitError) {
+        this.send(buildErrorReply(result.code, result.message, msg.deviceid));
+        this.close(CloseCode.REFUSED, result.message.slice(0, 100));
+        return;
+      }
+      this.record = result;
+      this.send(buildRegisterReply(result.deviceid, result.apikey, this.host.hbInterval));
+    } catch (err) {
+      this.host.warn(`register:${this.remote}`, `register of ${msg.deviceid} failed: ${(err as Error).message}`);
+      this.send(buildErrorReply(ErrorCode.SERVER_ERROR, 'server error', msg.deviceid));
+      this.close(CloseCode.POLICY, 'server error');
+    } finally {
+      this.registering = false;
+    }
+  }
+
+  private onUpdate(record: DeviceRecord, msg: UpdateMessage): void {
+    this.send(buildUpdateAck(record.deviceid, record.apikey));
+    this.host.report(this, record, msg.params);
+  }
+
+  private onQuery(record: DeviceRecord, msg: QueryMessage): void {
+    this.send(buildQueryReply(record.deviceid, record.apikey, selectQueryParams(record.params, msg.params)));
+  }
+
+  private onAck(msg: AckMessage): void {
+    const pending = this.pending.get(msg.sequence);
+    if (!pending) return; // late ack after a timeout, or an ack for another server: nothing waits
+    this.pending.delete(msg.sequence);
+    clearTimeout(pending.timer);
+    const deviceid = this.record?.deviceid ?? msg.deviceid;
+    if (msg.error === 0) {
+      pending.resolve({ deviceid, sequence: msg.sequence, ms: Date.now() - pending.sentAt });
+    } else {
+      pending.reject(new CoolkitError(msg.error, `device ${deviceid} refused the command (error ${msg.error})`, deviceid));
+    }
+  }
+
+  private replyError(code: number, reason: string): void {
+    this.send(buildErrorReply(code, reason, this.record?.deviceid, this.record?.apikey));
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const deviceid = this.record?.deviceid;
+    for (const [sequence, pending] of this.pending) {
+      clearTimeout(pending.timer);
+      pending.reject(new CoolkitError(ErrorCode.OFFLINE, `device ${deviceid ?? ''} disconnected before acknowledging`.replace('  ', ' '), deviceid));
+      this.pending.delete(sequence);
+    }
+    this.host.ended(this);
+  }
+}

@@ -1,0 +1,404 @@
+/**
+ * The local cloud: one HTTP(S) listener that answers `POST /dispatch/device` and upgrades
+ * `/api/ws` to device WebSocket sessions, a device registry, and the command path. Events:
+ *
+ * - `update` ({deviceid, params, state, device}) for every device report
+ * - `online` / `offline` ({deviceid, state, device, reason})
+ * - `status` () when listening state or the online count changes
+ * - `warning` (Error) for problems the user should see (corrupt state file, failed save)
+ *
+ * Liveness uses one sweep timer for all devices; lookups are by deviceid.
+ */
+import { EventEmitter } from 'node:events';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import * as path from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { buildDispatchReply, SequenceGenerator } from '../protocol/builders';
+import { CoolkitError, ErrorCode } from '../protocol/errors';
+import { checkDispatch } from '../protocol/schemas';
+import type { DeviceInfo, Params, RegisterMessage } from '../protocol/types';
+import { deviceInfo, DeviceRegistry, type DeviceRecord } from './registry';
+import { CloseCode, DeviceSession, type CommandResult, type SessionHost } from './device-session';
+import { ensureSelfSignedCertificate, loadKeyPairFiles, serverTlsOptions } from './tls';
+import { resolveOptions, type CloudOptions } from './options';
+import { bounded, ThrottledLog } from './log';
+
+export interface DeviceEvent {
+  deviceid: string;
+  /** The params this report carried (for online/offline: `{online}`). */
+  params: Params;
+  /** The full merged state after this report. */
+  state: Params;
+  device: DeviceInfo;
+  reason?: string;
+}
+
+export type CloudState = 'stopped' | 'starting' | 'listening' | 'error';
+
+/** A start failure with the system error code (`EADDRINUSE`, `EACCES`, ...) kept. */
+export class ListenError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+export class CoolkitCloud extends EventEmitter implements SessionHost {
+  readonly options: CloudOptions;
+  readonly registry: DeviceRegistry;
+  state: CloudState = 'stopped';
+  lastError: Error | undefined;
+  private server: http.Server | https.Server | undefined;
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Map<string, DeviceSession>();
+  private readonly unregistered = new Set<DeviceSession>();
+  private readonly sequences = new SequenceGenerator();
+  private readonly throttled: ThrottledLog;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private boundPort = 0;
+
+  constructor(options: Partial<CloudOptions> & Pick<CloudOptions, 'stateDir' | 'logger'>) {
+    super();
+    this.options = resolveOptions(options);
+    this.throttled = new ThrottledLog(this.options.logger);
+    this.registry = new DeviceRegistry({
+      file: path.join(this.options.stateDir, this.options.stateFile),
+      onError: (err) => this.reportWarning(err),
+    });
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxPayload, perMessageDeflate: false, clientTracking: false });
+  }
+
+  get hbInterval(): number {
+    return this.options.hbInterval;
+  }
+
+  /** The port actually bound (differs from options.port when that was 0). */
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get onlineCount(): number {
+    return this.registry.online;
+  }
+
+  /** Load state, set up TLS and listen. Rejects with a ListenError (code kept) on failure. */
+  async start(): Promise<void> {
+    if (this.state === 'starting' || this.state === 'listening') return;
+    this.setState('starting');
+    try {
+      this.registry.load();
+      const server = await this.createServer();
+      this.server = server;
+      await this.listen(server);
+      this.boundPort = (server.address() as { port: number }).port;
+      this.sweepTimer = setInterval(() => this.sweep(), this.options.sweepIntervalMs);
+      this.sweepTimer.unref();
+      this.lastError = undefined;
+      this.setState('listening');
+      this.options.logger.info(`listening on ${this.options.bind}:${this.boundPort} (${this.options.tls === 'off' ? 'plain HTTP/WS' : 'TLS'}), advertising ${this.options.advertiseHost}`);
+    } catch (err) {
+      this.lastError = err as Error;
+      await this.closeServer();
+      this.setState('error');
+      throw err;
+    }
+  }
+
+  private async createServer(): Promise<http.Server | https.Server> {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
+    let server: http.Server | https.Server;
+    if (this.options.tls === 'off') {
+      server = http.createServer(handler);
+    } else {
+      let pair;
+      try {
+        pair = this.options.tls === 'files'
+          ? loadKeyPairFiles(this.options.certFile, this.options.keyFile)
+          : await ensureSelfSignedCertificate(path.join(this.options.stateDir, 'tls'), [this.options.advertiseHost]);
+      } catch (err) {
+        throw new ListenError('ETLS', `TLS set-up failed: ${(err as Error).message}`);
+      }
+      server = https.createServer(serverTlsOptions(pair, this.options.legacyTls), handler);
+      server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+        this.warn(`tls:${socket.remoteAddress}`, `TLS handshake with ${socket.remoteAddress ?? '?'} failed (${err.code ?? err.message}); firmware that verifies the vendor certificate cannot use a local server`);
+      });
+    }
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 15_000;
+    server.keepAliveTimeout = 5_000;
+    server.maxHeadersCount = 64;
+    server.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
+    server.on('clientError', (err: Error, socket: Duplex) => {
+      const remote = (socket as Socket).remoteAddress ?? '?';
+      this.warn(`client:${remote}`, `bad HTTP request from ${remote}: ${err.message}`);
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      socket.destroy();
+    });
+    return server;
+  }
+
+  private listen(server: http.Server): Promise<void> {
+    const { bind, port } = this.options;
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        server.off('listening', onListening);
+        const code = err.code ?? 'ELISTEN';
+        const text = code === 'EADDRINUSE'
+          ? `port ${port} is already in use`
+          : code === 'EACCES'
+            ? `no permission to listen on port ${port} (ports below 1024 need privileges)`
+            : `cannot listen on ${bind}:${port}: ${err.message}`;
+        reject(new ListenError(code, text));
+      };
+      const onListening = () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.reportWarning(err));
+        resolve();
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host: bind, port });
+    });
+  }
+
+  // ---- HTTP: dispatch -------------------------------------------------------------------
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url !== '/dispatch/device') {
+      this.sendJson(res, 404, { error: ErrorCode.NOT_FOUND, reason: 'not found' });
+      req.resume();
+      return;
+    }
+    if (req.method !== 'POST') {
+      res.setHeader('Allow', 'POST');
+      this.sendJson(res, 405, { error: ErrorCode.BAD_REQUEST, reason: 'use POST' });
+      req.resume();
+      return;
+    }
+    const limit = this.options.maxDispatchBody;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (chunk: Buffer) => {
+      if (tooBig) return;
+      size += chunk.length;
+      if (size > limit) {
+        tooBig = true;
+        this.sendJson(res, 413, { error: ErrorCode.PAYLOAD_TOO_LARGE, reason: `body larger than ${limit} bytes` }, true);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('error', () => res.destroy());
+    req.on('end', () => {
+      if (tooBig) return;
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        this.warn(`dispatch:${req.socket.remoteAddress}`, `dispatch from ${req.socket.remoteAddress ?? '?'}: malformed JSON`);
+        this.sendJson(res, 400, { error: ErrorCode.BAD_REQUEST, reason: 'malformed JSON' });
+        return;
+      }
+      const checked = checkDispatch(body);
+      if (!checked.ok) {
+        this.warn(`dispatch:${req.socket.remoteAddress}`, `dispatch from ${req.socket.remoteAddress ?? '?'}: ${checked.reason}`);
+        this.sendJson(res, 400, { error: ErrorCode.BAD_REQUEST, reason: checked.reason });
+        return;
+      }
+      this.sendJson(res, 200, buildDispatchReply(this.options.advertiseHost, this.boundPort));
+    });
+  }
+
+  private sendJson(res: http.ServerResponse, status: number, body: unknown, close = false): void {
+    if (res.headersSent) return;
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(text),
+      Server: 'openresty',
+      Connection: close ? 'close' : 'keep-alive',
+    });
+    res.end(text);
+  }
+
+  // ---- WebSocket: device sessions --------------------------------------------------------
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const url = (req.url ?? '/').split('?')[0];
+    if (url !== '/api/ws' || this.state !== 'listening') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const remote = req.socket.remoteAddress ?? '?';
+      const session = new DeviceSession(ws, remote, this, { burst: this.options.rateBurst, perSecond: this.options.ratePerSecond });
+      this.unregistered.add(session);
+    });
+  }
+
+  /** Register handshake: accept the device, replace a stale socket of the same deviceid. */
+  async admit(session: DeviceSession, msg: RegisterMessage): Promise<DeviceRecord | CoolkitError> {
+    const { record, isNew } = this.registry.register(msg.deviceid, msg.apikey, msg.model, msg.romVersion);
+    if (isNew) {
+      // The issued apikey must survive a crash right after this reply.
+      await this.registry.flush();
+      if (!session.isOpen) return record;
+      this.options.logger.info(`new device ${record.deviceid} (${record.model || 'unknown model'}, firmware ${record.romVersion || '?'})`);
+    }
+    const previous = this.sessions.get(record.deviceid);
+    this.unregistered.delete(session);
+    this.sessions.set(record.deviceid, session);
+    if (previous && previous !== session) {
+      previous.record = undefined; // its close must not mark the device offline
+      previous.close(CloseCode.REPLACED, 'replaced by a new connection');
+    }
+    if (!record.online) {
+      this.registry.setOnline(record, true);
+      this.emitDevice('online', record, { online: true }, previous ? 'reconnected' : 'registered');
+      this.emit('status');
+    }
+    return record;
+  }
+
+  report(_session: DeviceSession, record: DeviceRecord, params: Params): void {
+    record.lastSeen = Date.now();
+    this.registry.applyReport(record, params);
+    this.emitDevice('update', record, params);
+  }
+
+  ended(session: DeviceSession): void {
+    this.unregistered.delete(session);
+    const record = session.record;
+    if (!record || this.sessions.get(record.deviceid) !== session) return;
+    this.sessions.delete(record.deviceid);
+    this.markOffline(record, 'disconnected');
+  }
+
+  private markOffline(record: DeviceRecord, reason: string): void {
+    if (!record.online) return;
+    this.registry.setOnline(record, false);
+    this.emitDevice('offline', record, { online: false }, reason);
+    this.emit('status');
+  }
+
+  private emitDevice(event: 'update' | 'online' | 'offline', record: DeviceRecord, params: Params, reason?: string): void {
+    if (this.listenerCount(event) === 0) return;
+    const ev: DeviceEvent = { deviceid: record.deviceid, params, state: record.params, device: deviceInfo(record) };
+    if (reason) ev.reason = reason;
+    this.emit(event, ev);
+  }
+
+  /** One timer for all sockets: drop devices silent past the heartbeat and sockets that never registered. */
+  private sweep(now = Date.now()): void {
+    const silentBefore = now - this.options.offlineAfterMs;
+    for (const session of this.sessions.values()) {
+      if (session.lastSeen < silentBefore) {
+        this.warn(`silent:${session.deviceid}`, `device ${session.label()} silent for ${Math.round((now - session.lastSeen) / 1000)} s; marking it offline`);
+        const record = session.record;
+        if (record) {
+          this.sessions.delete(record.deviceid);
+          this.markOffline(record, 'heartbeat timeout');
+        }
+        session.record = undefined;
+        session.terminate();
+      }
+    }
+    const registerBefore = now - this.options.registerDeadlineMs;
+    for (const session of this.unregistered) {
+      if (session.openedAt < registerBefore) {
+        this.unregistered.delete(session);
+        session.terminate();
+      }
+    }
+  }
+
+  // ---- Commands ----------------------------------------------------------------------------
+
+  /** Send params to a device; resolves on its ack, rejects with a CoolkitError (503, 504, device code). */
+  sendCommand(deviceid: string, params: Params, timeoutMs = this.options.commandTimeoutMs): Promise<CommandResult> {
+    const session = this.sessions.get(deviceid);
+    if (!session || !session.record) {
+      const known = this.registry.get(deviceid);
+      return Promise.reject(new CoolkitError(ErrorCode.OFFLINE, known ? `device ${deviceid} is offline` : `device ${deviceid} is unknown to this server (it never connected)`, deviceid));
+    }
+    return session.command(params, this.sequences.next(), timeoutMs);
+  }
+
+  /** A new unique sequence for server messages that are built elsewhere (e.g. OTA). */
+  nextSequence(): string {
+    return this.sequences.next();
+  }
+
+  /** The live session of a device, if connected. */
+  session(deviceid: string): DeviceSession | undefined {
+    return this.sessions.get(deviceid);
+  }
+
+  device(deviceid: string): DeviceRecord | undefined {
+    return this.registry.get(deviceid);
+  }
+
+  devices(): DeviceRecord[] {
+    return [...this.registry.all()];
+  }
+
+  // ---- Logging and lifecycle ---------------------------------------------------------------
+
+  warn(key: string, message: string): void {
+    this.throttled.warn(key, message);
+  }
+
+  private reportWarning(err: Error): void {
+    this.options.logger.warn(bounded(err.message));
+    if (this.listenerCount('warning') > 0) this.emit('warning', err);
+  }
+
+  private setState(state: CloudState): void {
+    this.state = state;
+    this.emit('status');
+  }
+
+  /** Close every device socket with 1001, stop listening, clear timers, save state. */
+  async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    const sessions = [...this.sessions.values(), ...this.unregistered];
+    this.sessions.clear();
+    this.unregistered.clear();
+    for (const session of sessions) {
+      const record = session.record;
+      session.record = undefined;
+      if (record) this.registry.setOnline(record, false);
+      session.close(CloseCode.GOING_AWAY, 'server shutting down');
+    }
+    // Sockets that do not finish the closing handshake quickly are cut.
+    const cutoff = setTimeout(() => {
+      for (const session of sessions) session.terminate();
+    }, 1000);
+    await this.closeServer();
+    clearTimeout(cutoff);
+    await this.registry.close();
+    this.setState('stopped');
+  }
+
+  private closeServer(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+      setTimeout(() => {
+        server.closeAllConnections();
+      }, 200).unref();
+    });
+  }
+}
+
+export { CloseCode };

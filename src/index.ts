@@ -1,0 +1,5 @@
+/** Public API of node-red-contrib-coolkit for use outside Node-RED (tests, tools, the benchmark). */
+export * as protocol from './protocol';
+export * as cloud from './cloud';
+export { CoolkitCloud } from './cloud/server';
+export { CoolkitError, ErrorCode } from './protocol/errors';
