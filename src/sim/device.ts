@@ -1,0 +1,604 @@
+/**
+ * A simulated stock-firmware Sonoff speaking the DEVICE side of the CoolKit (eWeLink v2)
+ * protocol, byte-for-byte in the shape of the 2017 cloud capture (shared/seeds/001_*.txt):
+ *
+ *   POST /dispatch/device → WebSocket /api/ws → register → date → update (full state) → query ["timers"]
+ *
+ * then acks every server-pushed action and reports its state after applying an `update`.
+ * It exists to test servers, so it validates what it receives, exposes fault injection
+ * (error acks, silent drops, slow acks, power loss) and never throws from I/O callbacks.
+ */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import WebSocket from 'ws';
+import { postDispatch, type DispatchBody, type DispatchTarget } from './dispatch';
+import { staMacFor } from './ids';
+import { isPlainObject, mergeParams, type Params } from './state';
+
+export type { Params } from './state';
+export type JsonObject = Record<string, unknown>;
+
+export interface ReconnectPolicy {
+  minMs: number;
+  maxMs: number;
+}
+
+/** What `onCommand` may ask for: ack with a non-zero `error`, or never ack at all. */
+export interface CommandVerdict {
+  error?: number;
+  noAck?: boolean;
+}
+
+export interface SimDeviceOptions {
+  /** Base URL, e.g. 'https://127.0.0.1:8443' or 'http://127.0.0.1:8080'; dispatch is POSTed to `${server}/dispatch/device`. */
+  server: string;
+  /** 10 hex chars, e.g. '100008db11'. */
+  deviceid: string;
+  /** Factory apikey UUID; random if absent. */
+  apikey?: string;
+  /** Default 'ITA-GZ1-GL'. */
+  model?: string;
+  /** Default '1.5.5'. */
+  romVersion?: string;
+  /** Initial state; default {switch:'off', fwVersion:romVersion, rssi:-31, staMac:<from deviceid>, startup:'off'}. */
+  params?: Params;
+  /** Periodic full state report (action update); 0/undefined = off. */
+  reportIntervalMs?: number;
+  /** WebSocket ping frame interval; default (config.hbInterval + 7) s from the register reply, 90 s without one. 0 = no pings. */
+  pingIntervalMs?: number;
+  /** Close and reconnect when a ping gets no pong within this time (CoolKit rule: 3 s). Default 3000; 0 = never. */
+  pongTimeoutMs?: number;
+  /** Default {minMs: 1000, maxMs: 30000}: exponential back-off with jitter, re-running dispatch each time. */
+  reconnect?: false | ReconnectPolicy;
+  /** Connect to this host instead of the IP in the dispatch reply. */
+  connectHost?: string;
+  /** Connect to this port instead of the port in the dispatch reply. */
+  connectPort?: number;
+  /** Default false: the server uses a self-signed certificate. */
+  rejectUnauthorized?: boolean;
+  /** Delay before handling (applying + acking) a server command. Default 0. */
+  ackDelayMs?: number;
+  /** Fault injection, called for every server-pushed action before it is applied. */
+  onCommand?: (params: Params, msg: JsonObject) => CommandVerdict | void;
+  /** Send {"action":"query","params":["timers"]} after the first report. Default true, as in the seed. */
+  queryTimers?: boolean;
+}
+
+/** Event signatures of SimulatedDevice. */
+export interface SimDeviceEvents {
+  /** Register accepted. Emitted after the initial date/update/query were sent. */
+  registered: (reply: JsonObject) => void;
+  /** A server `update` was applied to the state, acked and reported. */
+  command: (params: Params, msg: JsonObject) => void;
+  /** Every server message: the parsed object, or the raw text when it is not a JSON object (e.g. 'pong'). */
+  message: (msg: JsonObject | string) => void;
+  /** An `update` report was sent. */
+  report: (params: Params) => void;
+  /** An open WebSocket closed (also on stop() and dropConnection()). */
+  disconnected: (code: number, reason: string) => void;
+  /** Only emitted when someone listens; otherwise errors are dropped. */
+  error: (err: Error) => void;
+}
+
+/** Errors raised by the simulator itself; `code` carries a CoolKit error code when there is one. */
+export class SimDeviceError extends Error {
+  constructor(
+    message: string,
+    readonly code?: number,
+  ) {
+    super(message);
+    this.name = 'SimDeviceError';
+  }
+}
+
+export const DEFAULT_MODEL = 'ITA-GZ1-GL';
+export const DEFAULT_ROM_VERSION = '1.5.5';
+export const DEFAULT_RECONNECT: Readonly<ReconnectPolicy> = { minMs: 1000, maxMs: 30000 };
+
+const DISPATCH_TIMEOUT_MS = 10_000;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** A server that accepts the socket but never answers register would otherwise stall the device forever. */
+const REGISTER_TIMEOUT_MS = 10_000;
+/** stop() waits this long for a clean close before terminating the socket. */
+const CLOSE_TIMEOUT_MS = 1_000;
+/** CoolKit: "By default 90 s" when the server gives no hbInterval. */
+const DEFAULT_PING_MS = 90_000;
+
+/**
+ * Back-off before reconnect attempt `attempt` (0-based): min·2^attempt capped at max, times a
+ * jitter factor in [0.5, 1.5) so a fleet that lost its server does not return in lock-step,
+ * clamped to [min, max].
+ */
+export function backoffDelay(attempt: number, policy: ReconnectPolicy, random: () => number = Math.random): number {
+  const base = Math.min(policy.maxMs, policy.minMs * 2 ** attempt);
+  const jittered = base * (0.5 + random());
+  return Math.round(Math.min(policy.maxMs, Math.max(policy.minMs, jittered)));
+}
+
+/** Ping interval the CoolKit docs prescribe: (hbInterval + 7) s. */
+export function pingIntervalFromReply(reply: JsonObject): number {
+  const config = reply.config;
+  const hb = isPlainObject(config) ? config.hbInterval : undefined;
+  return typeof hb === 'number' && hb > 0 ? (hb + 7) * 1000 : DEFAULT_PING_MS;
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function rawToText(data: WebSocket.RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
+}
+
+function validateOptions(o: SimDeviceOptions): void {
+  if (!/^https?:\/\//i.test(o.server ?? '')) throw new TypeError(`server must be an http(s) URL, got "${o.server}"`);
+  if (typeof o.deviceid !== 'string' || o.deviceid === '') throw new TypeError('deviceid is required');
+  const r = o.reconnect;
+  if (r && !(r.minMs > 0 && r.maxMs >= r.minMs)) throw new TypeError('reconnect needs 0 < minMs <= maxMs');
+}
+
+// Typed overloads for the events above (merged into the class declaration).
+export declare interface SimulatedDevice {
+  on<E extends keyof SimDeviceEvents>(event: E, listener: SimDeviceEvents[E]): this;
+  once<E extends keyof SimDeviceEvents>(event: E, listener: SimDeviceEvents[E]): this;
+  off<E extends keyof SimDeviceEvents>(event: E, listener: SimDeviceEvents[E]): this;
+}
+
+export class SimulatedDevice extends EventEmitter {
+  readonly deviceid: string;
+  /** The factory key, sent in dispatch and register only. */
+  readonly factoryApikey: string;
+  readonly model: string;
+  readonly romVersion: string;
+
+  private readonly opts: SimDeviceOptions;
+  private readonly reconnectPolicy: false | ReconnectPolicy;
+  private readonly bootAt = performance.now();
+  private _state: Params;
+  private _issuedApikey: string | undefined;
+  private _registered = false;
+
+  /** True between start() and stop() (or a fatal failure with reconnect: false). */
+  private running = false;
+  /** Bumped on every connect and on stop(), so late async results of an old attempt are ignored. */
+  private generation = 0;
+  private attempt = 0;
+  private startPromise: Promise<void> | undefined;
+  private startWaiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
+  private dispatchAbort: AbortController | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  // Per-connection state, reset by openSocket().
+  private ws: WebSocket | undefined;
+  private opened = false;
+  private awaitingRegister = false;
+  private connError: Error | undefined;
+  private pongTimer: NodeJS.Timeout | undefined;
+  private readonly connTimeouts = new Set<NodeJS.Timeout>();
+  private readonly connIntervals = new Set<NodeJS.Timeout>();
+
+  constructor(options: SimDeviceOptions) {
+    super();
+    validateOptions(options);
+    this.opts = options;
+    this.deviceid = options.deviceid;
+    this.factoryApikey = options.apikey ?? randomUUID();
+    this.model = options.model ?? DEFAULT_MODEL;
+    this.romVersion = options.romVersion ?? DEFAULT_ROM_VERSION;
+    this.reconnectPolicy = options.reconnect === false ? false : (options.reconnect ?? { ...DEFAULT_RECONNECT });
+    this._state = options.params
+      ? structuredClone(options.params)
+      : { switch: 'off', fwVersion: this.romVersion, rssi: -31, staMac: staMacFor(this.deviceid), startup: 'off' };
+  }
+
+  /** A copy of the current params. */
+  get state(): Params {
+    return structuredClone(this._state);
+  }
+
+  /** The apikey from the last accepted register reply. */
+  get issuedApikey(): string | undefined {
+    return this._issuedApikey;
+  }
+
+  get registered(): boolean {
+    return this._registered;
+  }
+
+  /**
+   * Connect and register. Resolves on the first accepted register. With reconnect: false it
+   * rejects when that first attempt fails; otherwise it keeps retrying. stop() before
+   * registration rejects it.
+   */
+  start(): Promise<void> {
+    if (this.startPromise) return this.startPromise;
+    this.running = true;
+    this.attempt = 0;
+    const p = new Promise<void>((resolve, reject) => {
+      this.startWaiter = { resolve, reject };
+    });
+    // Mark as handled: a caller that drives the device through events and never awaits
+    // start() must not get an unhandledRejection crash. Awaiting callers still see it.
+    p.catch(() => undefined);
+    this.startPromise = p;
+    void this.connect();
+    return p;
+  }
+
+  /** Close the socket, clear every timer, and never reconnect (until start() again). */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.generation++;
+    this.dispatchAbort?.abort();
+    this.clearReconnectTimer();
+    this.clearConnTimers();
+    this.settleStart(new SimDeviceError('stopped before registration'));
+    this.startPromise = undefined;
+    const ws = this.ws;
+    if (ws) await closeSocket(ws);
+  }
+
+  /** Local change (like a button press): merge into state and report just these params. Returns false when offline. */
+  setLocal(params: Params): boolean {
+    mergeParams(this._state, params);
+    return this.report(params);
+  }
+
+  /** Send an `update` report (full state by default). Returns false when not registered. */
+  report(params?: Params): boolean {
+    if (!this._registered) return false;
+    const p = structuredClone(params ?? this._state);
+    const sent = this.send({ ...this.envelope('update'), params: p });
+    if (sent) this.safeEmit('report', p);
+    return sent;
+  }
+
+  /** Raw send (objects are JSON-encoded). Returns false when the socket is not open. */
+  send(message: JsonObject | string): boolean {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    const text = typeof message === 'string' ? message : JSON.stringify(message);
+    ws.send(text, (err) => {
+      if (err) this.emitError(err);
+    });
+    return true;
+  }
+
+  /** Kill the socket without a close handshake, like a power loss. Reconnect policy applies. */
+  dropConnection(): void {
+    if (!this.ws) return;
+    // Offline at once (report()/send() now return false); 'disconnected' and the reconnect
+    // follow from the socket's close event.
+    this._registered = false;
+    this.ws.terminate();
+  }
+
+  // ---- connection lifecycle -------------------------------------------------------------
+
+  private async connect(): Promise<void> {
+    const gen = ++this.generation;
+    const abort = new AbortController();
+    this.dispatchAbort = abort;
+    let target: DispatchTarget;
+    try {
+      target = await postDispatch(this.opts.server, this.dispatchBody(), {
+        rejectUnauthorized: this.opts.rejectUnauthorized ?? false,
+        timeoutMs: DISPATCH_TIMEOUT_MS,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      if (gen !== this.generation) return; // stopped meanwhile
+      this.emitError(err);
+      this.connectionLost(toError(err));
+      return;
+    } finally {
+      if (this.dispatchAbort === abort) this.dispatchAbort = undefined;
+    }
+    if (gen !== this.generation) return;
+    this.openSocket(this.socketUrl(target));
+  }
+
+  private socketUrl(target: DispatchTarget): string {
+    const scheme = /^https:/i.test(this.opts.server) ? 'wss' : 'ws';
+    const host = this.opts.connectHost ?? target.IP;
+    const port = this.opts.connectPort ?? target.port;
+    return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${port}/api/ws`;
+  }
+
+  private openSocket(url: string): void {
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      rejectUnauthorized: this.opts.rejectUnauthorized ?? false,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
+    this.ws = ws;
+    this.opened = false;
+    this.awaitingRegister = false;
+    this.connError = undefined;
+    ws.on('open', () => this.onOpen(ws));
+    ws.on('message', (data) => this.onRawMessage(ws, data));
+    ws.on('pong', () => this.onPong());
+    ws.on('error', (err) => this.onSocketError(ws, err));
+    ws.on('close', (code, reason) => this.onClose(ws, code, reason.toString('utf8')));
+  }
+
+  private onOpen(ws: WebSocket): void {
+    if (ws !== this.ws) return;
+    this.opened = true;
+    this.awaitingRegister = true;
+    this.send(this.registerMessage());
+    this.connTimeout(REGISTER_TIMEOUT_MS, () => {
+      if (!this.awaitingRegister) return;
+      this.connError = new SimDeviceError(`no register reply within ${REGISTER_TIMEOUT_MS} ms`);
+      this.emitError(this.connError);
+      ws.terminate();
+    });
+  }
+
+  private onSocketError(ws: WebSocket, err: Error): void {
+    if (ws !== this.ws) return;
+    this.connError ??= err;
+    if (this.running) this.emitError(err);
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    this.ws = undefined;
+    const wasOpen = this.opened;
+    const err = this.connError ?? new SimDeviceError(wasOpen ? `connection closed (${code})` : 'connection failed');
+    if (wasOpen) this.safeEmit('disconnected', code, reason);
+    this.connectionLost(err);
+  }
+
+  /** Common tail of every failure: forget the connection, then reconnect or give up. */
+  private connectionLost(err: Error): void {
+    this.clearConnTimers();
+    this._registered = false;
+    this.awaitingRegister = false;
+    if (!this.running) return;
+    if (this.reconnectPolicy === false) {
+      this.running = false;
+      this.startPromise = undefined;
+      this.settleStart(err);
+      return;
+    }
+    const delay = backoffDelay(this.attempt++, this.reconnectPolicy);
+    this.clearReconnectTimer();
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (this.running) void this.connect();
+    }, delay);
+  }
+
+  private settleStart(err?: Error): void {
+    const waiter = this.startWaiter;
+    this.startWaiter = undefined;
+    if (!waiter) return;
+    if (err) waiter.reject(err);
+    else waiter.resolve();
+  }
+
+  // ---- incoming messages ----------------------------------------------------------------
+
+  private onRawMessage(ws: WebSocket, data: WebSocket.RawData): void {
+    if (ws !== this.ws) return;
+    const text = rawToText(data);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!isPlainObject(parsed)) {
+      this.safeEmit('message', text); // e.g. the text 'pong'
+      return;
+    }
+    this.safeEmit('message', parsed);
+    if (typeof parsed.action === 'string') this.onServerAction(parsed);
+    else if (this.awaitingRegister) this.onRegisterReply(parsed);
+    // Anything else is a reply to our date/update/query: 'message' is all it gets.
+  }
+
+  private onRegisterReply(reply: JsonObject): void {
+    this.awaitingRegister = false;
+    if (reply.error !== 0 || typeof reply.apikey !== 'string' || reply.apikey === '') {
+      const code = typeof reply.error === 'number' ? reply.error : undefined;
+      const why = reply.error !== 0 ? `register rejected with error ${String(reply.error)}` : 'register reply has no apikey';
+      this.connError = new SimDeviceError(why, code);
+      this.emitError(this.connError);
+      this.ws?.close();
+      return;
+    }
+    this._issuedApikey = reply.apikey;
+    this._registered = true;
+    this.attempt = 0;
+    this.startHeartbeat(reply);
+    const reportMs = this.opts.reportIntervalMs ?? 0;
+    if (reportMs > 0) this.connInterval(reportMs, () => this.report());
+    // Seed order: date, full update, query timers; sent before 'registered' fires so a
+    // listener reacting to it cannot interleave its own messages into the handshake.
+    this.send(this.envelope('date'));
+    this.report();
+    if (this.opts.queryTimers ?? true) this.send({ ...this.envelope('query'), params: ['timers'] });
+    this.settleStart();
+    this.safeEmit('registered', reply);
+  }
+
+  private onServerAction(msg: JsonObject): void {
+    const delay = this.opts.ackDelayMs ?? 0;
+    if (delay > 0) this.connTimeout(delay, () => this.handleServerAction(msg));
+    else this.handleServerAction(msg);
+  }
+
+  /** Apply (update only), ack, then report the full state, as the seed shows. */
+  private handleServerAction(msg: JsonObject): void {
+    const params: Params = isPlainObject(msg.params) ? msg.params : {};
+    const verdict = this.consultOnCommand(params, msg);
+    if (verdict.noAck) return;
+    const error = verdict.error ?? 0;
+    if (error !== 0) {
+      this.send(this.ack(msg, error));
+      return;
+    }
+    const isUpdate = msg.action === 'update';
+    if (isUpdate) mergeParams(this._state, params);
+    this.send(this.ack(msg, 0));
+    if (isUpdate) {
+      this.report();
+      this.safeEmit('command', params, msg);
+    }
+  }
+
+  private consultOnCommand(params: Params, msg: JsonObject): CommandVerdict {
+    const hook = this.opts.onCommand;
+    if (!hook) return {};
+    try {
+      return hook(params, msg) ?? {};
+    } catch (err) {
+      this.emitError(err); // a broken hook must not take the device down; fall back to normal handling
+      return {};
+    }
+  }
+
+  // ---- heartbeat --------------------------------------------------------------------------
+
+  private startHeartbeat(reply: JsonObject): void {
+    const ms = this.opts.pingIntervalMs ?? pingIntervalFromReply(reply);
+    if (ms > 0) this.connInterval(ms, () => this.ping());
+  }
+
+  private ping(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return;
+    ws.ping();
+    const timeout = this.opts.pongTimeoutMs ?? 3000;
+    if (timeout > 0 && !this.pongTimer) {
+      this.pongTimer = this.connTimeout(timeout, () => {
+        this.pongTimer = undefined;
+        this.connError = new SimDeviceError(`no pong within ${timeout} ms`);
+        this.emitError(this.connError);
+        ws.terminate();
+      });
+    }
+  }
+
+  private onPong(): void {
+    if (!this.pongTimer) return;
+    clearTimeout(this.pongTimer);
+    this.connTimeouts.delete(this.pongTimer);
+    this.pongTimer = undefined;
+  }
+
+  // ---- outgoing message shapes (key order as in the seed) -----------------------------------
+
+  private dispatchBody(): DispatchBody {
+    return {
+      accept: 'ws;2',
+      version: 2,
+      ts: this.uptimeMs(),
+      deviceid: this.deviceid,
+      apikey: this.factoryApikey,
+      model: this.model,
+      romVersion: this.romVersion,
+    };
+  }
+
+  private registerMessage(): JsonObject {
+    return {
+      userAgent: 'device',
+      apikey: this.factoryApikey,
+      deviceid: this.deviceid,
+      action: 'register',
+      version: 2,
+      romVersion: this.romVersion,
+      model: this.model,
+      ts: this.uptimeMs(),
+    };
+  }
+
+  /** Header of every post-register request; uses the issued key (factory key only if none yet). */
+  private envelope(action: string): JsonObject {
+    return { userAgent: 'device', apikey: this._issuedApikey ?? this.factoryApikey, deviceid: this.deviceid, action };
+  }
+
+  private ack(msg: JsonObject, error: number): JsonObject {
+    return {
+      error,
+      userAgent: 'device',
+      apikey: this._issuedApikey ?? this.factoryApikey,
+      deviceid: this.deviceid,
+      sequence: msg.sequence, // dropped by JSON.stringify when the server sent none
+    };
+  }
+
+  /** The seed's `ts` is a small tick count since boot (933, 970), not an epoch. */
+  private uptimeMs(): number {
+    return Math.round(performance.now() - this.bootAt);
+  }
+
+  // ---- timers and events ---------------------------------------------------------------------
+
+  private connTimeout(ms: number, fn: () => void): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      this.connTimeouts.delete(t);
+      fn();
+    }, ms);
+    this.connTimeouts.add(t);
+    return t;
+  }
+
+  private connInterval(ms: number, fn: () => void): void {
+    this.connIntervals.add(setInterval(fn, ms));
+  }
+
+  private clearConnTimers(): void {
+    for (const t of this.connTimeouts) clearTimeout(t);
+    for (const t of this.connIntervals) clearInterval(t);
+    this.connTimeouts.clear();
+    this.connIntervals.clear();
+    this.pongTimer = undefined;
+  }
+
+  private clearReconnectTimer(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+  }
+
+  /** Emit without letting a throwing listener unwind into ws/http internals. */
+  private safeEmit<E extends Exclude<keyof SimDeviceEvents, 'error'>>(
+    event: E,
+    ...args: Parameters<SimDeviceEvents[E]>
+  ): void {
+    try {
+      this.emit(event, ...args);
+    } catch (err) {
+      this.emitError(err);
+    }
+  }
+
+  /** 'error' only when someone listens: an unhandled 'error' would crash the host process. */
+  private emitError(err: unknown): void {
+    if (this.listenerCount('error') === 0) return;
+    try {
+      this.emit('error', toError(err));
+    } catch {
+      // the error listener itself threw; nothing sensible left to do
+    }
+  }
+}
+
+/** Close cleanly, but do not let an unresponsive peer hold stop() (or the process) hostage. */
+function closeSocket(ws: WebSocket): Promise<void> {
+  if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => ws.terminate(), CLOSE_TIMEOUT_MS);
+    ws.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    ws.close(1000);
+  });
+}

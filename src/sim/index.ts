@@ -1,0 +1,15 @@
+/** Public surface of the device simulator (library side; the CLI lives in ./cli). */
+export {
+  SimulatedDevice,
+  SimDeviceError,
+  backoffDelay,
+  pingIntervalFromReply,
+  DEFAULT_MODEL,
+  DEFAULT_ROM_VERSION,
+  DEFAULT_RECONNECT,
+} from './device';
+export type { SimDeviceOptions, SimDeviceEvents, CommandVerdict, ReconnectPolicy, JsonObject, Params } from './device';
+export { postDispatch, parseDispatchReply, dispatchUrl, DispatchError } from './dispatch';
+export type { DispatchBody, DispatchTarget, DispatchOptions } from './dispatch';
+export { deviceIdFor, factoryApikeyFor, staMacFor, isDeviceId, maxDevicesForPrefix, DEVICE_ID_LENGTH } from './ids';
+export { mergeParams, mergeByOutlet } from './state';
