@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+'use strict';
+// `npm start`: a local Node-RED on http://127.0.0.1:1880 with this package, the example flows
+// and three simulated Sonoff devices connected over TLS, so a newcomer sees it working at once.
+// State lives in .demo/ (delete it to start over). Ports: DEMO_PORT (1880), DEMO_CLOUD_PORT (8443).
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const https = require('node:https');
+const { SimulatedDevice } = require('../dist/src/sim');
+
+const root = path.resolve(__dirname, '..');
+const userDir = path.join(root, '.demo');
+const uiPort = Number(process.env.DEMO_PORT || 1880);
+const cloudPort = Number(process.env.DEMO_CLOUD_PORT || 8443);
+const DEVICES = ['1000aa0001', '1000aa0002', '1000aa0003'];
+
+function demoFlows() {
+  const tab = { id: 'c0011e0bdem0tab1', type: 'tab', label: 'CoolKit demo', info: 'The package examples with three simulated devices.' };
+  const seen = new Set();
+  const nodes = [tab];
+  let dy = 0;
+  for (const file of fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json')).sort()) {
+    const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', file), 'utf8'));
+    let maxY = 0;
+    for (const n of flow) {
+      if (seen.has(n.id)) continue; // the examples share their server config node
+      seen.add(n.id);
+      if (n.type === 'coolkit-server') {
+        nodes.push({ ...n, bind: '127.0.0.1', port: cloudPort, advertiseHost: '127.0.0.1' });
+      } else if (typeof n.x === 'number') {
+        nodes.push({ ...n, z: tab.id, y: n.y + dy });
+        maxY = Math.max(maxY, n.y);
+      } else nodes.push(n);
+    }
+    dy += maxY + 80;
+  }
+  return nodes;
+}
+
+function prepare() {
+  fs.mkdirSync(path.join(userDir, 'node_modules'), { recursive: true });
+  const link = path.join(userDir, 'node_modules', 'node-red-contrib-coolkit');
+  if (!fs.existsSync(link)) fs.symlinkSync(root, link, 'dir');
+  if (!fs.existsSync(path.join(userDir, 'package.json'))) {
+    fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'coolkit-demo', private: true, dependencies: { 'node-red-contrib-coolkit': 'file:..' } }, null, 2));
+  }
+  const flowFile = path.join(userDir, 'flows.json');
+  if (!fs.existsSync(flowFile)) fs.writeFileSync(flowFile, JSON.stringify(demoFlows(), null, 2));
+  const settings = { uiHost: '127.0.0.1', uiPort, flowFile: 'flows.json', credentialSecret: 'coolkit-demo', diagnostics: { enabled: false }, editorTheme: { tours: false } };
+  fs.writeFileSync(path.join(userDir, 'settings.js'), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
+}
+
+function cloudListening() {
+  return new Promise((resolve) => {
+    const req = https.request({ host: '127.0.0.1', port: cloudPort, path: '/dispatch/device', method: 'GET', rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(true);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+async function main() {
+  prepare();
+  const nodeBin = process.env.npm_node_execpath || process.execPath;
+  const red = require.resolve('node-red/red.js');
+  console.log(`Starting Node-RED ${require('node-red/package.json').version} with node-red-contrib-coolkit (user directory ${userDir})`);
+  const child = spawn(nodeBin, [red, '-u', userDir, '-s', path.join(userDir, 'settings.js')], { stdio: 'inherit', cwd: userDir });
+  const sims = [];
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await Promise.all(sims.map((s) => s.stop().catch(() => undefined)));
+    child.kill('SIGINT');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  child.on('exit', (code) => {
+    void Promise.all(sims.map((s) => s.stop().catch(() => undefined))).then(() => process.exit(code ?? 0));
+  });
+
+  const until = Date.now() + 60_000;
+  while (!(await cloudListening())) {
+    if (stopping || child.exitCode !== null) return;
+    if (Date.now() > until) {
+      console.error(`The local cloud did not start on port ${cloudPort}; see the Node-RED log above (is the port taken? set DEMO_CLOUD_PORT).`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  for (const deviceid of DEVICES) {
+    const sim = new SimulatedDevice({ server: `https://127.0.0.1:${cloudPort}`, deviceid, reportIntervalMs: 30_000, connectHost: '127.0.0.1' });
+    sim.on('command', (params) => console.log(`[sim ${deviceid}] command ${JSON.stringify(params)}`));
+    sims.push(sim);
+    sim.start().catch(() => undefined);
+  }
+  console.log(`\n  Open http://127.0.0.1:${uiPort}  (${DEVICES.length} simulated devices connect to the local cloud on port ${cloudPort})\n  Press Ctrl+C to stop.\n`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
