@@ -4,3 +4,5 @@ export * from './schemas';
 export * from './builders';
 export * from './state';
 export * from './commands';
+export * from './capabilities';
+export * from './normalise';

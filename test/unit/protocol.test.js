@@ -160,12 +160,13 @@ describe('protocol: flow payloads to params', () => {
       [[1], /not an array/],
       [{}, /empty/],
       [{ outlet: -1, switch: 'on' }, /outlet must be/],
-      [{ outlet: 1, switch: 'maybe' }, /needs "switch"/],
       [{ switch: 'maybe' }, /"switch" must be/],
+      [{ outlet: 1, switch: 'on' }, /outlet 1 does not exist/],
     ];
     for (const [payload, why] of bad) {
       assert.throws(() => p.payloadToParams(payload, one), (err) => err.code === 400 && why.test(err.message), JSON.stringify(payload));
     }
+    assert.throws(() => p.payloadToParams({ outlet: 1, switch: 'maybe' }, four), /needs "switch"/);
     assert.throws(() => p.payloadToParams('toggle', {}), /has not reported/);
     assert.throws(() => p.payloadToParams({ outlet: 3, switch: 'toggle' }, {}), /not known/);
   });
