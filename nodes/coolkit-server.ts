@@ -21,6 +21,7 @@ interface ServerConfig extends NodeDef {
   legacyTls: boolean | string;
   hbInterval: number | string;
   commandTimeout: number | string;
+  uiActiveInterval: number | string;
 }
 
 /** Status updates are coalesced: a herd of 10 000 reconnecting devices makes one update, not 10 000. */
@@ -57,6 +58,7 @@ export = function register(RED: NodeAPI): void {
       legacyTls: config.legacyTls !== false && config.legacyTls !== 'false',
       hbInterval: toInt(config.hbInterval, 145),
       commandTimeoutMs: toInt(config.commandTimeout, 10) * 1000,
+      uiActiveIntervalMs: toInt(config.uiActiveInterval, 50) * 1000,
       stateDir: path.join(userDir, 'coolkit'),
       stateFile: `devices-${node.id.replace(/[^0-9A-Za-z_-]/g, '_')}.json`,
       logger,
@@ -116,6 +118,7 @@ export = function register(RED: NodeAPI): void {
     cloud.on('update', (ev) => router.dispatch('update', ev, onRouteError));
     cloud.on('online', (ev) => router.dispatch('online', ev, onRouteError));
     cloud.on('offline', (ev) => router.dispatch('offline', ev, onRouteError));
+    cloud.on('trigger', (ev) => router.dispatch('trigger', ev, onRouteError));
     cloud.on('warning', (err: Error) => node.error(RED._('coolkit-server.errors.state', { error: err.message })));
 
     node.register = (user) => {

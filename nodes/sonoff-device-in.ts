@@ -11,6 +11,8 @@ interface DeviceInConfig extends NodeDef {
   server: string;
   deviceid: string;
   events: 'all' | 'update' | 'status';
+  /** Keep real-time power readings coming (POW/S31 need `uiActive` every ~50 s). Default true. */
+  liveMetering?: boolean | string;
 }
 
 export = function register(RED: NodeAPI): void {
@@ -45,20 +47,27 @@ export = function register(RED: NodeAPI): void {
 
     const unsubscribe = server.subscribe(deviceid, (kind: DeviceEventKind, ev: DeviceEvent) => {
       if (deviceid && kind !== 'update' && serverHealthy) node.status(deviceStatus());
-      if (events === 'update' && kind !== 'update') return;
-      if (events === 'status' && kind === 'update') return;
-      node.send({
+      const isStatus = kind === 'online' || kind === 'offline';
+      if (events === 'update' && isStatus) return;
+      if (events === 'status' && !isStatus) return;
+      const msg: Record<string, unknown> = {
         topic: ev.deviceid,
         payload: structuredClone(ev.params),
         state: structuredClone(ev.state),
+        normalized: ev.normalized,
         event: kind,
         device: ev.device,
-      });
+      };
+      if (ev.channel !== undefined) msg.channel = ev.channel;
+      node.send(msg);
     });
     server.register(user);
+    const live = config.liveMetering !== false && config.liveMetering !== 'false';
+    const stopMetering = live && events !== 'status' ? server.cloud.watchMetering(deviceid) : undefined;
 
     node.on('close', (done: () => void) => {
       unsubscribe();
+      stopMetering?.();
       server.deregister(user);
       node.status({});
       done();

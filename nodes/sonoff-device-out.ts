@@ -5,12 +5,17 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import { payloadToParams, summariseParams } from '../src/protocol/commands';
+import { capabilitiesOf } from '../src/protocol/capabilities';
 import { CoolkitError, ErrorCode } from '../src/protocol/errors';
 import type { CoolkitServerNode, ServerUser } from './types';
 
 interface DeviceOutConfig extends NodeDef {
   server: string;
   deviceid: string;
+  /** When the device is offline: `fail` at once (503, default) or `queue` until it is back. */
+  offline?: 'fail' | 'queue';
+  /** How long a queued command may wait, in seconds (default 600). */
+  queueExpiry?: number | string;
 }
 
 type Done = (err?: Error) => void;
@@ -27,6 +32,9 @@ export = function register(RED: NodeAPI): void {
       return;
     }
     const configured = (config.deviceid ?? '').trim().toLowerCase();
+    const offline = config.offline === 'queue' ? 'queue' : 'fail';
+    const expirySeconds = Number(config.queueExpiry);
+    const queueExpiryMs = (Number.isFinite(expirySeconds) && expirySeconds > 0 ? expirySeconds : 600) * 1000;
     /** Once a command ran, its result stays on the status until the server itself changes state. */
     let lastResult: NodeStatus | undefined;
 
@@ -54,14 +62,17 @@ export = function register(RED: NodeAPI): void {
       }
       let params;
       try {
-        params = payloadToParams(msg.payload, server.cloud.device(deviceid)?.params ?? {});
+        const record = server.cloud.device(deviceid);
+        params = payloadToParams(msg.payload, record?.params ?? {}, capabilitiesOf(record?.model, record?.params ?? {}));
       } catch (err) {
         show({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-out.status.failed', { error: (err as Error).message.slice(0, 60) }) });
         done(err as Error);
         return;
       }
       node.status({ fill: 'yellow', shape: 'ring', text: RED._('sonoff-device-out.status.sending', { deviceid }) });
-      server.cloud.sendCommand(deviceid, params).then(
+      const queued = offline === 'queue' && server.cloud.device(deviceid)?.online === false;
+      if (queued) node.status({ fill: 'yellow', shape: 'ring', text: RED._('sonoff-device-out.status.queued', { deviceid }) });
+      server.cloud.sendCommand(deviceid, params, { coalesce: true, offline, queueExpiryMs }).then(
         (result) => {
           show({ fill: 'green', shape: 'dot', text: RED._('sonoff-device-out.status.acked', { summary: summariseParams(params), ms: result.ms }) });
           done();

@@ -40,6 +40,12 @@ export interface CloudOptions {
   /** Per-socket flood limit: burst size and refill per second. */
   rateBurst: number;
   ratePerSecond: number;
+  /** Re-send `uiActive` to watched power meters this often; 0 turns live metering off. Default 50 s. */
+  uiActiveIntervalMs: number;
+  /** The `uiActive` window asked for, in seconds. Default 60. */
+  uiActiveSeconds: number;
+  /** Per-outlet commands to one device within this window are sent as one message. Default 100 ms. */
+  coalesceWindowMs: number;
   logger: Logger;
 }
 
@@ -76,6 +82,9 @@ export function resolveOptions(partial: Partial<CloudOptions> & { stateDir: stri
     maxDispatchBody: partial.maxDispatchBody ?? 4096,
     rateBurst: partial.rateBurst ?? 100,
     ratePerSecond: partial.ratePerSecond ?? 20,
+    uiActiveIntervalMs: partial.uiActiveIntervalMs ?? 50_000,
+    uiActiveSeconds: partial.uiActiveSeconds ?? 60,
+    coalesceWindowMs: partial.coalesceWindowMs ?? 100,
     logger: partial.logger,
   };
 }

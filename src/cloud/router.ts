@@ -4,7 +4,7 @@
  */
 import type { DeviceEvent } from './server';
 
-export type DeviceEventKind = 'update' | 'online' | 'offline';
+export type DeviceEventKind = 'update' | 'online' | 'offline' | 'trigger';
 export type DeviceListener = (kind: DeviceEventKind, ev: DeviceEvent) => void;
 
 export class DeviceEventRouter {

@@ -25,15 +25,34 @@ import { CloseCode, DeviceSession, type CommandResult, type SessionHost } from '
 import { ensureSelfSignedCertificate, loadKeyPairFiles, serverTlsOptions } from './tls';
 import { resolveOptions, type CloudOptions } from './options';
 import { bounded, ThrottledLog } from './log';
+import { isOutletOnly, OutletCoalescer } from './coalesce';
+import { OfflineQueue } from './offline-queue';
+import { MeteringKeeper } from './metering';
+import { capabilitiesOf, type Capabilities } from '../protocol/capabilities';
+import { normaliseState, type Normalised } from '../protocol/normalise';
 
 export interface DeviceEvent {
   deviceid: string;
-  /** The params this report carried (for online/offline: `{online}`). */
+  /** The params this report carried (for online/offline: `{online}`; for RF triggers: `{channel, at}`). */
   params: Params;
   /** The full merged state after this report. */
   state: Params;
+  /** Numbers for readings (temperature, power, ...), booleans for relays; null when unavailable. */
+  normalized: Normalised;
   device: DeviceInfo;
   reason?: string;
+  /** RF bridge triggers: the channel that fired. */
+  channel?: number;
+}
+
+export interface CommandOptions {
+  timeoutMs?: number;
+  /** Merge with other per-outlet commands to this device sent within the coalescing window. */
+  coalesce?: boolean;
+  /** When the device is offline: fail at once (503, default) or queue until it is back. */
+  offline?: 'fail' | 'queue';
+  /** How long a queued command waits for the device, ms (default 10 min). */
+  queueExpiryMs?: number;
 }
 
 export type CloudState = 'stopped' | 'starting' | 'listening' | 'error';
@@ -59,6 +78,9 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
   private readonly throttled: ThrottledLog;
   private sweepTimer: NodeJS.Timeout | undefined;
   private boundPort = 0;
+  private readonly coalescer: OutletCoalescer;
+  private readonly offlineQueue = new OfflineQueue();
+  readonly metering: MeteringKeeper;
 
   constructor(options: Partial<CloudOptions> & Pick<CloudOptions, 'stateDir' | 'logger'>) {
     super();
@@ -69,6 +91,8 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
       onError: (err) => this.reportWarning(err),
     });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxPayload, perMessageDeflate: false, clientTracking: false });
+    this.coalescer = new OutletCoalescer((deviceid, params) => this.sendNow(deviceid, params, this.options.commandTimeoutMs), this.options.coalesceWindowMs);
+    this.metering = new MeteringKeeper(this.options.uiActiveIntervalMs, (deviceid) => this.keepMeteringAlive(deviceid), () => this.onlineMeteringDevices());
   }
 
   get hbInterval(): number {
@@ -263,13 +287,83 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
       this.emitDevice('online', record, { online: true }, previous ? 'reconnected' : 'registered');
       this.emit('status');
     }
+    // After the register reply has gone out: queued commands, and live metering if watched.
+    setImmediate(() => this.afterRegister(record.deviceid));
     return record;
+  }
+
+  private afterRegister(deviceid: string): void {
+    if (!this.sessions.get(deviceid)?.record) return;
+    const queued = this.offlineQueue.take(deviceid);
+    if (queued) {
+      this.sendNow(deviceid, queued.params, this.options.commandTimeoutMs).then(
+        (result) => queued.settle(result),
+        (err: Error) => queued.settle(err),
+      );
+    }
+    if (this.metering.enabled && this.metering.isWatched(deviceid) && this.capabilities(deviceid)?.metering) this.keepMeteringAlive(deviceid);
+  }
+
+  private keepMeteringAlive(deviceid: string): void {
+    this.sendNow(deviceid, { uiActive: this.options.uiActiveSeconds }, this.options.commandTimeoutMs).catch((err: Error) => {
+      this.warn(`uiactive:${deviceid}`, `live metering keep-alive for ${deviceid} failed: ${err.message}`);
+    });
+  }
+
+  private *onlineMeteringDevices(): Iterable<string> {
+    for (const [deviceid, session] of this.sessions) {
+      const record = session.record;
+      if (record && this.capabilitiesOfRecord(record).metering) yield deviceid;
+    }
+  }
+
+  /** What a device can do (from its model, or from the params it reported). */
+  capabilities(deviceid: string): Capabilities | undefined {
+    const record = this.registry.get(deviceid);
+    return record ? this.capabilitiesOfRecord(record) : undefined;
+  }
+
+  private capabilitiesOfRecord(record: DeviceRecord): Capabilities {
+    return capabilitiesOf(record.model, record.params);
+  }
+
+  /** Keep live power readings coming from a device ('' = every power meter); returns the stop function. */
+  watchMetering(deviceid: string): () => void {
+    const stop = this.metering.watch(deviceid);
+    if (this.metering.enabled && this.state === 'listening') {
+      if (deviceid) {
+        if (this.sessions.get(deviceid)?.record && this.capabilities(deviceid)?.metering) this.keepMeteringAlive(deviceid);
+      } else {
+        for (const id of this.onlineMeteringDevices()) this.keepMeteringAlive(id);
+      }
+    }
+    return stop;
   }
 
   report(_session: DeviceSession, record: DeviceRecord, params: Params): void {
     record.lastSeen = Date.now();
     this.registry.applyReport(record, params);
     this.emitDevice('update', record, params);
+    if (params.cmd === 'trigger') this.emitTriggers(record, params);
+  }
+
+  /** An RF bridge reports `{"cmd":"trigger","rfTrig<n>":"<time>"}`: one event per channel. */
+  private emitTriggers(record: DeviceRecord, params: Params): void {
+    for (const key of Object.keys(params)) {
+      const m = /^rfTrig(\d+)$/.exec(key);
+      if (!m) continue;
+      const channel = Number(m[1]);
+      if (this.listenerCount('trigger') === 0) return;
+      const ev: DeviceEvent = {
+        deviceid: record.deviceid,
+        params: { channel, at: params[key] },
+        state: record.params,
+        normalized: normaliseState(record.params, this.capabilitiesOfRecord(record)),
+        device: deviceInfo(record),
+        channel,
+      };
+      this.emit('trigger', ev);
+    }
   }
 
   ended(session: DeviceSession): void {
@@ -289,7 +383,8 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
 
   private emitDevice(event: 'update' | 'online' | 'offline', record: DeviceRecord, params: Params, reason?: string): void {
     if (this.listenerCount(event) === 0) return;
-    const ev: DeviceEvent = { deviceid: record.deviceid, params, state: record.params, device: deviceInfo(record) };
+    const normalized = normaliseState(record.params, this.capabilitiesOfRecord(record));
+    const ev: DeviceEvent = { deviceid: record.deviceid, params, state: record.params, normalized, device: deviceInfo(record) };
     if (reason) ev.reason = reason;
     this.emit(event, ev);
   }
@@ -309,6 +404,7 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
         session.terminate();
       }
     }
+    this.offlineQueue.expire(now);
     const registerBefore = now - this.options.registerDeadlineMs;
     for (const session of this.unregistered) {
       if (session.openedAt < registerBefore) {
@@ -320,8 +416,22 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
 
   // ---- Commands ----------------------------------------------------------------------------
 
-  /** Send params to a device; resolves on its ack, rejects with a CoolkitError (503, 504, device code). */
-  sendCommand(deviceid: string, params: Params, timeoutMs = this.options.commandTimeoutMs): Promise<CommandResult> {
+  /**
+   * Send params to a device; resolves on its ack, rejects with a CoolkitError (503 offline,
+   * 504 timeout, or the device's code). Per-outlet commands can be coalesced; commands for an
+   * offline (known) device can be queued until it is back.
+   */
+  sendCommand(deviceid: string, params: Params, options: CommandOptions | number = {}): Promise<CommandResult> {
+    const opts: CommandOptions = typeof options === 'number' ? { timeoutMs: options } : options;
+    const online = this.sessions.get(deviceid)?.record !== undefined;
+    if (!online && opts.offline === 'queue' && this.registry.get(deviceid)) {
+      return this.offlineQueue.add(deviceid, params, Date.now() + (opts.queueExpiryMs ?? 600_000));
+    }
+    if (online && opts.coalesce && isOutletOnly(params)) return this.coalescer.add(deviceid, params);
+    return this.sendNow(deviceid, params, opts.timeoutMs ?? this.options.commandTimeoutMs);
+  }
+
+  private sendNow(deviceid: string, params: Params, timeoutMs: number): Promise<CommandResult> {
     const session = this.sessions.get(deviceid);
     if (!session || !session.record) {
       const known = this.registry.get(deviceid);
@@ -368,6 +478,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
   async close(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;
+    this.metering.stop();
+    const stopped = new CoolkitError(ErrorCode.OFFLINE, 'the server stopped');
+    this.coalescer.cancelAll(stopped);
+    this.offlineQueue.cancelAll(stopped);
     const sessions = [...this.sessions.values(), ...this.unregistered];
     this.sessions.clear();
     this.unregistered.clear();

@@ -139,7 +139,7 @@ describe(`nodes on Node-RED ${runtimeVersion()} (${runtime}), Node ${process.ver
       ['toggle', { switch: 'off' }],
       [true, { switch: 'on' }],
       [{ switch: 'off' }, { switch: 'off' }],
-      [{ outlet: 2, switch: 'on' }, { switches: [{ switch: 'on', outlet: 2 }] }],
+      [{ outlet: 0, switch: 'on' }, { switch: 'on' }],
       [{ startup: 'stay' }, { startup: 'stay' }],
     ]) {
       const c = nextInput(helper.getNode('completed'));
