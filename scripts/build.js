@@ -25,5 +25,6 @@ const iconsDir = path.join(root, 'nodes', 'icons');
 if (fs.existsSync(iconsDir)) fs.cpSync(iconsDir, path.join(nodesOut, 'icons'), { recursive: true });
 fs.cpSync(path.join(root, 'locales'), path.join(nodesOut, 'locales'), { recursive: true });
 
-const cli = path.join(dist, 'src', 'sim', 'cli.js');
-if (fs.existsSync(cli)) fs.chmodSync(cli, 0o755);
+for (const cli of [path.join(dist, 'src', 'sim', 'cli.js'), path.join(dist, 'src', 'provision', 'cli.js')]) {
+  if (fs.existsSync(cli)) fs.chmodSync(cli, 0o755);
+}

@@ -13,3 +13,4 @@ export { postDispatch, parseDispatchReply, dispatchUrl, DispatchError } from './
 export type { DispatchBody, DispatchTarget, DispatchOptions } from './dispatch';
 export { deviceIdFor, factoryApikeyFor, staMacFor, isDeviceId, maxDevicesForPrefix, DEVICE_ID_LENGTH } from './ids';
 export { mergeParams, mergeByOutlet } from './state';
+export { SimulatedAccessPoint, apBodyProblem, appHeaderProblem, type SimAccessPointOptions, type ApProvisioning, type ApRequestRecord, type ApPath } from './ap';
