@@ -42,6 +42,8 @@ export interface SessionHost {
   warn(key: string, message: string): void;
   /** The session ended (socket closed); the host decides whether the device is offline. */
   ended(session: DeviceSession): void;
+  /** The first frame was an app's `userOnline`: the connection belongs to an app session. */
+  handOffToApp(session: DeviceSession, firstFrame: string): void;
 }
 
 /** WebSocket close codes we use. */
@@ -72,15 +74,28 @@ export class DeviceSession {
     this.lastSeen = now;
     this.openedAt = now;
     this.bucket = new TokenBucket(rate.burst, rate.perSecond, now);
-    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
-    ws.on('ping', () => {
-      this.lastSeen = Date.now();
-    });
-    ws.on('pong', () => {
-      this.lastSeen = Date.now();
-    });
-    ws.on('close', () => this.onClose());
-    ws.on('error', (err) => this.host.warn(`wserr:${this.remote}`, `device socket ${this.label()}: ${err.message}`));
+    ws.on('message', this.onMessage);
+    ws.on('ping', this.onAlive);
+    ws.on('pong', this.onAlive);
+    ws.on('close', this.onCloseEvent);
+    ws.on('error', this.onError);
+  }
+
+  private readonly onMessage = (data: Buffer, isBinary: boolean): void => this.onFrame(data, isBinary);
+  private readonly onAlive = (): void => {
+    this.lastSeen = Date.now();
+  };
+  private readonly onCloseEvent = (): void => this.onClose();
+  private readonly onError = (err: Error): void => this.host.warn(`wserr:${this.remote}`, `device socket ${this.label()}: ${err.message}`);
+
+  /** Stop handling this socket (it now belongs to another session type). */
+  detach(): void {
+    this.closed = true;
+    this.ws.off('message', this.onMessage);
+    this.ws.off('ping', this.onAlive);
+    this.ws.off('pong', this.onAlive);
+    this.ws.off('close', this.onCloseEvent);
+    this.ws.off('error', this.onError);
   }
 
   get deviceid(): string | undefined {
@@ -147,7 +162,13 @@ export class DeviceSession {
       this.replyError(ErrorCode.BAD_REQUEST, 'binary frames are not part of the protocol');
       return;
     }
-    const frame = parseDeviceFrame(data.toString('utf8'));
+    const text = data.toString('utf8');
+    const frame = parseDeviceFrame(text);
+    if (frame.kind === 'invalid' && !this.record && !this.registering && /"action"\s*:\s*"userOnline"/.test(text)) {
+      this.detach();
+      this.host.handOffToApp(this, text);
+      return;
+    }
     switch (frame.kind) {
       case 'ping':
         if (!this.closed) this.ws.send('pong');

@@ -4,6 +4,7 @@
  */
 import * as os from 'node:os';
 import type { Logger } from './log';
+import type { AdmissionMode } from './admission';
 
 export type TlsMode = 'auto' | 'files' | 'off';
 
@@ -46,6 +47,13 @@ export interface CloudOptions {
   uiActiveSeconds: number;
   /** Per-outlet commands to one device within this window are sent as one message. Default 100 ms. */
   coalesceWindowMs: number;
+  /** Who may connect: `auto` (default), `open` or `allowlist`. See admission.ts. */
+  admission: AdmissionMode;
+  /** The app account: the apikey apps log in with and the access token (`at`) they present. Empty = app side off. */
+  appApikey: string;
+  appToken: string;
+  /** Devices recorded by `coolkit-pair` while Node-RED was unreachable; imported at start and then renamed. */
+  pendingDevicesFile: string;
   logger: Logger;
 }
 
@@ -85,6 +93,10 @@ export function resolveOptions(partial: Partial<CloudOptions> & { stateDir: stri
     uiActiveIntervalMs: partial.uiActiveIntervalMs ?? 50_000,
     uiActiveSeconds: partial.uiActiveSeconds ?? 60,
     coalesceWindowMs: partial.coalesceWindowMs ?? 100,
+    admission: partial.admission ?? 'auto',
+    appApikey: partial.appApikey ?? '',
+    appToken: partial.appToken ?? '',
+    pendingDevicesFile: partial.pendingDevicesFile ?? 'pending-devices.json',
     logger: partial.logger,
   };
 }

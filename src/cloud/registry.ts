@@ -132,6 +132,33 @@ export class DeviceRegistry {
     this.saver?.schedule();
   }
 
+  /**
+   * Put a device on the allow-list before it connects (editor approval, `coolkit-pair`): a
+   * record with its factory key and an issued key, so its first register is accepted.
+   */
+  allow(deviceid: string, factoryApikey: string | undefined, name?: string, now = Date.now()): DeviceRecord {
+    let record = this.devices.get(deviceid);
+    if (!record) {
+      let issued = randomUUID();
+      while (issued === factoryApikey) issued = randomUUID();
+      record = { deviceid, factoryApikey: factoryApikey ?? '', apikey: issued, model: '', romVersion: '', params: {}, online: false, lastSeen: 0, firstSeen: now };
+      this.devices.set(deviceid, record);
+    } else if (factoryApikey) {
+      record.factoryApikey = factoryApikey;
+    }
+    if (name !== undefined) record.name = name;
+    this.saver?.schedule();
+    return record;
+  }
+
+  rename(deviceid: string, name: string): boolean {
+    const record = this.devices.get(deviceid);
+    if (!record) return false;
+    record.name = name;
+    this.saver?.schedule();
+    return true;
+  }
+
   /** Remove a device (the editor's "forget"). */
   remove(deviceid: string): boolean {
     const record = this.devices.get(deviceid);

@@ -30,6 +30,12 @@ import { OfflineQueue } from './offline-queue';
 import { MeteringKeeper } from './metering';
 import { capabilitiesOf, type Capabilities } from '../protocol/capabilities';
 import { normaliseState, type Normalised } from '../protocol/normalise';
+import { buildAppDeviceUpdate, buildAppDispatchReply, buildSysmsg, type UserOnlineMessage } from '../protocol/app';
+import { selectQueryParams } from '../protocol/builders';
+import { Admission } from './admission';
+import { AppSession, type AppHost } from './app-session';
+import { importPendingDevices } from './pending';
+import { createHash, timingSafeEqual } from 'node:crypto';
 
 export interface DeviceEvent {
   deviceid: string;
@@ -65,7 +71,7 @@ export class ListenError extends Error {
   }
 }
 
-export class CoolkitCloud extends EventEmitter implements SessionHost {
+export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
   readonly options: CloudOptions;
   readonly registry: DeviceRegistry;
   state: CloudState = 'stopped';
@@ -78,9 +84,12 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
   private readonly throttled: ThrottledLog;
   private sweepTimer: NodeJS.Timeout | undefined;
   private boundPort = 0;
+  private sweeps = 0;
   private readonly coalescer: OutletCoalescer;
   private readonly offlineQueue = new OfflineQueue();
   readonly metering: MeteringKeeper;
+  readonly admission: Admission;
+  private readonly apps = new Set<AppSession>();
 
   constructor(options: Partial<CloudOptions> & Pick<CloudOptions, 'stateDir' | 'logger'>) {
     super();
@@ -91,6 +100,7 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
       onError: (err) => this.reportWarning(err),
     });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: this.options.maxPayload, perMessageDeflate: false, clientTracking: false });
+    this.admission = new Admission(this.options.admission);
     this.coalescer = new OutletCoalescer((deviceid, params) => this.sendNow(deviceid, params, this.options.commandTimeoutMs), this.options.coalesceWindowMs);
     this.metering = new MeteringKeeper(this.options.uiActiveIntervalMs, (deviceid) => this.keepMeteringAlive(deviceid), () => this.onlineMeteringDevices());
   }
@@ -114,6 +124,8 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
     this.setState('starting');
     try {
       this.registry.load();
+      this.importPending();
+      this.admission.start(this.registry.size);
       const server = await this.createServer();
       this.server = server;
       await this.listen(server);
@@ -192,6 +204,11 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = (req.url ?? '/').split('?')[0];
+    if (url === '/dispatch/app') {
+      req.resume();
+      this.sendJson(res, 200, buildAppDispatchReply(this.options.advertiseHost, this.boundPort));
+      return;
+    }
     if (url !== '/dispatch/device') {
       this.sendJson(res, 404, { error: ErrorCode.NOT_FOUND, reason: 'not found' });
       req.resume();
@@ -268,6 +285,13 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
 
   /** Register handshake: accept the device, replace a stale socket of the same deviceid. */
   async admit(session: DeviceSession, msg: RegisterMessage): Promise<DeviceRecord | CoolkitError> {
+    const refusal = this.admission.decide(this.registry.get(msg.deviceid), msg.deviceid, msg.apikey);
+    if (refusal) {
+      this.admission.noteRefused({ deviceid: msg.deviceid, factoryApikey: msg.apikey, model: msg.model ?? '', romVersion: msg.romVersion ?? '', remote: session.remote, reason: refusal.message });
+      this.warn(`refused:${msg.deviceid}`, `refused device ${msg.deviceid} from ${session.remote}: ${refusal.message}`);
+      this.emit('refused', { deviceid: msg.deviceid, reason: refusal.message });
+      return refusal;
+    }
     const { record, isNew } = this.registry.register(msg.deviceid, msg.apikey, msg.model, msg.romVersion);
     if (isNew) {
       // The issued apikey must survive a crash right after this reply.
@@ -382,6 +406,7 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
   }
 
   private emitDevice(event: 'update' | 'online' | 'offline', record: DeviceRecord, params: Params, reason?: string): void {
+    if (this.apps.size > 0) this.relayToApps(event, record, params);
     if (this.listenerCount(event) === 0) return;
     const normalized = normaliseState(record.params, this.capabilitiesOfRecord(record));
     const ev: DeviceEvent = { deviceid: record.deviceid, params, state: record.params, normalized, device: deviceInfo(record) };
@@ -405,6 +430,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
       }
     }
     this.offlineQueue.expire(now);
+    for (const app of this.apps) {
+      if (app.lastSeen < silentBefore) app.terminate();
+    }
+    if (++this.sweeps % 12 === 0) this.importPending();
     const registerBefore = now - this.options.registerDeadlineMs;
     for (const session of this.unregistered) {
       if (session.openedAt < registerBefore) {
@@ -412,6 +441,94 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
         session.terminate();
       }
     }
+  }
+
+  // ---- App side ----------------------------------------------------------------------------
+
+  handOffToApp(session: DeviceSession, firstFrame: string): void {
+    this.unregistered.delete(session);
+    const app = new AppSession(session.ws, session.remote, this, { burst: this.options.rateBurst, perSecond: this.options.ratePerSecond });
+    this.apps.add(app);
+    app.onFrame(firstFrame);
+  }
+
+  authenticate(msg: UserOnlineMessage): string | CoolkitError {
+    const { appApikey, appToken } = this.options;
+    if (!appApikey || !appToken) return new CoolkitError(ErrorCode.AUTH_FAILED, 'app access is not configured on this server (set the app account in the server node)');
+    if (!sameSecret(msg.apikey, appApikey) || !sameSecret(msg.at, appToken)) {
+      this.warn('appauth', 'an app presented wrong credentials (userOnline refused with 406)');
+      return new CoolkitError(ErrorCode.AUTH_FAILED, 'authentication failed');
+    }
+    return appApikey;
+  }
+
+  relayUpdate(deviceid: string, params: Params): Promise<CommandResult> {
+    return this.sendCommand(deviceid, params);
+  }
+
+  queryState(deviceid: string, keys: string[]): Params | CoolkitError {
+    const record = this.registry.get(deviceid);
+    if (!record) return new CoolkitError(ErrorCode.NOT_FOUND, `device ${deviceid} is unknown to this server`, deviceid);
+    if (!record.online) return new CoolkitError(ErrorCode.OFFLINE, `device ${deviceid} is offline`, deviceid);
+    const found = selectQueryParams(record.params, keys);
+    return found === 0 ? {} : found;
+  }
+
+  appOnline(_session: AppSession): void {
+    this.emit('status');
+  }
+
+  appEnded(session: AppSession): void {
+    this.apps.delete(session);
+  }
+
+  get appCount(): number {
+    return this.apps.size;
+  }
+
+  /** Device reports and online/offline notices go to every logged-in app: serialised once. */
+  private relayToApps(event: 'update' | 'online' | 'offline', record: DeviceRecord, params: Params): void {
+    const apikey = this.options.appApikey;
+    const text = JSON.stringify(event === 'update' ? buildAppDeviceUpdate(record.deviceid, apikey, params) : buildSysmsg(record.deviceid, apikey, event === 'online'));
+    for (const app of this.apps) if (app.authenticated) app.sendText(text);
+  }
+
+  // ---- Admission -----------------------------------------------------------------------------
+
+  /** Approve a device (editor, `coolkit-pair`, or from the refused list). */
+  allowDevice(deviceid: string, factoryApikey?: string, name?: string): DeviceRecord {
+    const refused = this.admission.takeRefused(deviceid);
+    return this.registry.allow(deviceid, factoryApikey ?? refused?.factoryApikey, name);
+  }
+
+  /** Forget a device: drop its connection and its record. */
+  forgetDevice(deviceid: string): boolean {
+    const session = this.sessions.get(deviceid);
+    if (session) {
+      this.sessions.delete(deviceid);
+      const record = session.record;
+      if (record) this.markOffline(record, 'forgotten');
+      session.record = undefined;
+      session.close(CloseCode.REFUSED, 'forgotten by the server');
+    }
+    return this.registry.remove(deviceid);
+  }
+
+  openPairing(minutes: number): number {
+    const until = this.admission.openPairing(minutes);
+    this.options.logger.info(until ? `pairing window open until ${new Date(until).toISOString()}: new devices are accepted` : 'pairing window closed');
+    this.emit('status');
+    return until;
+  }
+
+  private importPending(): void {
+    const file = path.join(this.options.stateDir, this.options.pendingDevicesFile);
+    const result = importPendingDevices(file, (entry) => {
+      this.registry.allow(entry.deviceid, entry.apikey, entry.name);
+      this.admission.takeRefused(entry.deviceid);
+    });
+    if (result.imported > 0) this.options.logger.info(`imported ${result.imported} paired device(s) from ${file}`);
+    if (result.error) this.reportWarning(new Error(result.error));
   }
 
   // ---- Commands ----------------------------------------------------------------------------
@@ -482,6 +599,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
     const stopped = new CoolkitError(ErrorCode.OFFLINE, 'the server stopped');
     this.coalescer.cancelAll(stopped);
     this.offlineQueue.cancelAll(stopped);
+    for (const app of this.apps) app.close(CloseCode.GOING_AWAY, 'server shutting down');
+    const apps = [...this.apps];
+    this.apps.clear();
+    setTimeout(() => apps.forEach((a) => a.terminate()), 1000).unref();
     const sessions = [...this.sessions.values(), ...this.unregistered];
     this.sessions.clear();
     this.unregistered.clear();
@@ -513,6 +634,14 @@ export class CoolkitCloud extends EventEmitter implements SessionHost {
       }, 200).unref();
     });
   }
+}
+
+/** Compare secrets in constant time (hashes have equal length whatever the input). */
+function sameSecret(given: unknown, expected: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
 }
 
 export { CloseCode };

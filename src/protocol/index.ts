@@ -6,3 +6,4 @@ export * from './state';
 export * from './commands';
 export * from './capabilities';
 export * from './normalise';
+export * from './app';

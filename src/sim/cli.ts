@@ -6,8 +6,14 @@
  * so restarting the CLI presents the same devices to the server.
  */
 import { parseArgs } from 'node:util';
-import { SimulatedDevice, DEFAULT_MODEL, DEFAULT_ROM_VERSION } from './device';
+import { SimulatedDevice } from './device';
 import { deviceIdFor, factoryApikeyFor, maxDevicesForPrefix } from './ids';
+import { DEFAULT_PROFILE, PROFILES, resolveProfile } from './models';
+import { FleetTicker } from './scheduler';
+
+const profileHelp = Object.values(PROFILES)
+  .map((p) => `    ${p.name.padEnd(13)} ${p.model.padEnd(14)} ${p.romVersion.padEnd(6)} ${p.description}`)
+  .join('\n');
 
 export const USAGE = `Usage: coolkit-sim --server <url> [options]
 
@@ -17,15 +23,24 @@ Simulate stock-firmware Sonoff devices speaking the device side of the CoolKit
 Options:
   --server <url>            server base URL, e.g. https://127.0.0.1:8443 (required)
   --count <n>               number of devices (default 1)
-  --model <model>           model to report (default ${DEFAULT_MODEL})
-  --rom-version <version>   firmware version to report (default ${DEFAULT_ROM_VERSION})
+  --model <profile>         device family to play (default ${DEFAULT_PROFILE}), one of the
+                            profiles below or the model string of one of them;
+                            any other string is reported as a raw model string
+                            with the basic behaviour
+  --rom-version <version>   firmware version to report (default: the profile's)
   --prefix <hex>            device id prefix (default 1000aa); ids are the prefix
                             plus a counter from 1, 10 hex chars in total
   --report-interval <s>     send the full state every <s> seconds (default off)
+  --rf-trigger-interval <s> rfbridge: report a received code of a random learned
+                            channel about every <s> seconds per device (default off)
   --connect-host <host>     connect the WebSocket here instead of the dispatch IP
   --connect-port <port>     connect the WebSocket to this port instead
   --quiet                   no per-device log lines
   -h, --help                show this help
+
+Profiles (name, model string, romVersion); SIM-* are stand-ins for models our
+references do not name, so a server must classify them by their params:
+${profileHelp}
 
 SIGINT/SIGTERM stop all devices and exit 0. Bad arguments exit 2.
 `;
@@ -33,10 +48,14 @@ SIGINT/SIGTERM stop all devices and exit 0. Bad arguments exit 2.
 export interface CliConfig {
   server: string;
   count: number;
+  /** Profile name, model string of a profile, or a raw model string (basic behaviour). */
   model: string;
-  romVersion: string;
+  /** Undefined: the profile's. */
+  romVersion?: string;
   prefix: string;
   reportIntervalMs: number;
+  /** rfbridge random triggers; 0 = off. */
+  rfTriggerIntervalMs: number;
   connectHost?: string;
   connectPort?: number;
   quiet: boolean;
@@ -54,6 +73,14 @@ function positiveInt(name: string, text: string | undefined, fallback: number): 
   return n;
 }
 
+/** A positive number of seconds as ms; 0 when the option is absent. */
+function seconds(name: string, text: string | undefined): number {
+  if (text === undefined) return 0;
+  const s = Number(text);
+  if (text.trim() === '' || !Number.isFinite(s) || s <= 0) throw new UsageError(`--${name} must be a positive number of seconds, got "${text}"`);
+  return Math.round(s * 1000);
+}
+
 /** Parse argv (without node and script). Returns 'help' for --help; throws UsageError on bad input. */
 export function parseCliArgs(argv: string[]): CliConfig | 'help' {
   let values;
@@ -69,6 +96,7 @@ export function parseCliArgs(argv: string[]): CliConfig | 'help' {
         'rom-version': { type: 'string' },
         prefix: { type: 'string' },
         'report-interval': { type: 'string' },
+        'rf-trigger-interval': { type: 'string' },
         'connect-host': { type: 'string' },
         'connect-port': { type: 'string' },
         quiet: { type: 'boolean' },
@@ -97,12 +125,9 @@ export function parseCliArgs(argv: string[]): CliConfig | 'help' {
     throw new UsageError(`--count ${count} does not fit after prefix "${prefix}" (max ${maxDevicesForPrefix(prefix)})`);
   }
 
-  let reportIntervalMs = 0;
-  if (values['report-interval'] !== undefined) {
-    const s = Number(values['report-interval']);
-    if (!Number.isFinite(s) || s <= 0) throw new UsageError(`--report-interval must be a positive number of seconds, got "${values['report-interval']}"`);
-    reportIntervalMs = Math.round(s * 1000);
-  }
+  const reportIntervalMs = seconds('report-interval', values['report-interval']);
+  const rfTriggerIntervalMs = seconds('rf-trigger-interval', values['rf-trigger-interval']);
+  if (values.model !== undefined && values.model.trim() === '') throw new UsageError('--model must not be empty');
 
   let connectPort: number | undefined;
   if (values['connect-port'] !== undefined) {
@@ -113,18 +138,24 @@ export function parseCliArgs(argv: string[]): CliConfig | 'help' {
   return {
     server,
     count,
-    model: values.model ?? DEFAULT_MODEL,
-    romVersion: values['rom-version'] ?? DEFAULT_ROM_VERSION,
+    model: values.model ?? DEFAULT_PROFILE,
+    romVersion: values['rom-version'],
     prefix,
     reportIntervalMs,
+    rfTriggerIntervalMs,
     connectHost: values['connect-host'],
     connectPort,
     quiet: values.quiet ?? false,
   };
 }
 
-/** Build the fleet described by `cfg` (not started). */
-export function createFleet(cfg: CliConfig): SimulatedDevice[] {
+/**
+ * Build the fleet described by `cfg` (not started). All devices share `ticker` for their behaviour
+ * timers (inching, metering, sensor and RF ticks): one interval for the whole fleet, running only
+ * while some device has something scheduled.
+ */
+export function createFleet(cfg: CliConfig, ticker: FleetTicker = new FleetTicker()): SimulatedDevice[] {
+  const profile = resolveProfile(cfg.model);
   const devices: SimulatedDevice[] = [];
   for (let n = 1; n <= cfg.count; n++) {
     const deviceid = deviceIdFor(cfg.prefix, n);
@@ -133,9 +164,11 @@ export function createFleet(cfg: CliConfig): SimulatedDevice[] {
         server: cfg.server,
         deviceid,
         apikey: factoryApikeyFor(deviceid),
-        model: cfg.model,
+        profile,
         romVersion: cfg.romVersion,
         reportIntervalMs: cfg.reportIntervalMs,
+        rfTriggerIntervalMs: cfg.rfTriggerIntervalMs,
+        ticker,
         connectHost: cfg.connectHost,
         connectPort: cfg.connectPort,
       }),
@@ -174,7 +207,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   const { quiet, count } = cfg;
-  const devices = createFleet(cfg);
+  const ticker = new FleetTicker();
+  const devices = createFleet(cfg, ticker);
   const registeredOnce = new Set<string>();
   for (const dev of devices) {
     attachLogging(dev, quiet, () => {
@@ -189,7 +223,10 @@ export async function main(argv: string[]): Promise<number> {
     const shutdown = (): void => {
       if (stopping) return;
       stopping = true;
-      void Promise.allSettled(devices.map((d) => d.stop())).then(() => resolve(0));
+      void Promise.allSettled(devices.map((d) => d.stop())).then(() => {
+        ticker.stop();
+        resolve(0);
+      });
     };
     process.once('SIGINT', shutdown);
     process.once('SIGTERM', shutdown);

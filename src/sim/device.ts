@@ -12,8 +12,20 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
+import {
+  createBehaviour,
+  PowBehaviour,
+  RfBridgeBehaviour,
+  ThBehaviour,
+  type Behaviour,
+  type BehaviourHost,
+  type UpdateOutcome,
+  type RfTransmission,
+  type SensorReading,
+} from './behaviour';
 import { postDispatch, type DispatchBody, type DispatchTarget } from './dispatch';
-import { staMacFor } from './ids';
+import { initialParams, resolveProfile, type DeviceProfile } from './models';
+import { BehaviourScheduler, type FleetTicker } from './scheduler';
 import { isPlainObject, mergeParams, type Params } from './state';
 
 export type { Params } from './state';
@@ -37,12 +49,40 @@ export interface SimDeviceOptions {
   deviceid: string;
   /** Factory apikey UUID; random if absent. */
   apikey?: string;
-  /** Default 'ITA-GZ1-GL'. */
+  /**
+   * Which Sonoff family to play (./models PROFILES): 'basic' (default), '2ch', '3ch', '4ch', 'pow',
+   * 's31', 'th16', 'th16-ds18b20', 'rfbridge', the model string of one of them ('PSF-B04-GL'), or
+   * a DeviceProfile object. Any other string is a raw model string with the basic behaviour.
+   */
+  profile?: string | DeviceProfile;
+  /** Model string to report; default the profile's ('ITA-GZ1-GL' for basic). Does not change the behaviour. */
   model?: string;
-  /** Default '1.5.5'. */
+  /** Default the profile's ('1.5.5' for basic). */
   romVersion?: string;
-  /** Initial state; default {switch:'off', fwVersion:romVersion, rssi:-31, staMac:<from deviceid>, startup:'off'}. */
+  /**
+   * Initial state; default the profile's initial params, for basic {switch:'off', fwVersion:romVersion,
+   * rssi:-31, staMac:<from deviceid>, startup:'off', pulse:'off', pulseWidth:500, sledOnline:'on'}.
+   */
   params?: Params;
+  /** pow/s31: metering check interval inside a uiActive window. Default 1000 ms. */
+  meteringTickMs?: number;
+  /** th16: sensor sampling / report check interval. Default 5000 ms (CK-UIID: "judged every 5S"). */
+  sensorTickMs?: number;
+  /** th16: sensor model (DHT11 | DS18B20 | AM2301 | MS01 | errorType); default the profile's. */
+  sensorType?: string;
+  /** rfbridge: delay from cmd capture to the learned code's report. Default 300 ms. */
+  captureDelayMs?: number;
+  /** rfbridge: trigger a random learned channel about every this many ms (±50 %) while online. Default 0 = never. */
+  rfTriggerIntervalMs?: number;
+  /** Random walk of metering and sensor readings. Default true. */
+  drift?: boolean;
+  /** Random source for readings, loads and RF codes; default Math.random. */
+  random?: () => number;
+  /**
+   * Run behaviour timers on this shared fleet ticker instead of one timer of this device's own
+   * (the CLI shares one across the fleet).
+   */
+  ticker?: FleetTicker;
   /** Periodic full state report (action update); 0/undefined = off. */
   reportIntervalMs?: number;
   /** WebSocket ping frame interval; default (config.hbInterval + 7) s from the register reply, 90 s without one. 0 = no pings. */
@@ -153,8 +193,13 @@ export class SimulatedDevice extends EventEmitter {
   readonly factoryApikey: string;
   readonly model: string;
   readonly romVersion: string;
+  /** The family this device plays. */
+  readonly profile: DeviceProfile;
 
   private readonly opts: SimDeviceOptions;
+  /** Every behaviour timer of this device (inching, metering, sensor, RF) lives here. */
+  private readonly scheduler: BehaviourScheduler;
+  private readonly behaviour: Behaviour;
   private readonly reconnectPolicy: false | ReconnectPolicy;
   private readonly bootAt = performance.now();
   private _state: Params;
@@ -186,12 +231,24 @@ export class SimulatedDevice extends EventEmitter {
     this.opts = options;
     this.deviceid = options.deviceid;
     this.factoryApikey = options.apikey ?? randomUUID();
-    this.model = options.model ?? DEFAULT_MODEL;
-    this.romVersion = options.romVersion ?? DEFAULT_ROM_VERSION;
+    this.profile = resolveProfile(options.profile);
+    this.model = options.model ?? this.profile.model;
+    this.romVersion = options.romVersion ?? this.profile.romVersion;
     this.reconnectPolicy = options.reconnect === false ? false : (options.reconnect ?? { ...DEFAULT_RECONNECT });
     this._state = options.params
       ? structuredClone(options.params)
-      : { switch: 'off', fwVersion: this.romVersion, rssi: -31, staMac: staMacFor(this.deviceid), startup: 'off' };
+      : initialParams(this.profile, { deviceid: this.deviceid, romVersion: this.romVersion, sensorType: options.sensorType });
+    this.scheduler = new BehaviourScheduler(options.ticker, (err) => this.emitError(err));
+    const random = options.random ?? Math.random;
+    const host: BehaviourHost = {
+      deviceid: this.deviceid,
+      params: this._state,
+      report: (params) => this.report(params),
+      scheduler: this.scheduler,
+      random,
+    };
+    this.behaviour = createBehaviour(host, this.profile, options);
+    if (!options.params) this.behaviour.initState(this._state);
   }
 
   /** A copy of the current params. */
@@ -206,6 +263,43 @@ export class SimulatedDevice extends EventEmitter {
 
   get registered(): boolean {
     return this._registered;
+  }
+
+  // ---- family-specific test hooks ---------------------------------------------------------------
+
+  /** pow/s31: epoch ms at which the current (or last) uiActive window ends; 0 if none was opened (or other families). */
+  get meteringActiveUntil(): number {
+    return this.behaviour instanceof PowBehaviour ? this.behaviour.meteringActiveUntil : 0;
+  }
+
+  /** pow/s31: the live (not necessarily reported) readings; undefined for other families. */
+  get metering(): { power: number; voltage: number; current: number } | undefined {
+    return this.behaviour instanceof PowBehaviour ? this.behaviour.metering : undefined;
+  }
+
+  /** th16: the live sensor reading; undefined for other families. */
+  get reading(): SensorReading | undefined {
+    return this.behaviour instanceof ThBehaviour ? this.behaviour.reading : undefined;
+  }
+
+  /**
+   * th16: set the sensor reading (°C / %RH). Like a real sensor change, it is reported (if beyond the
+   * 0.5 °C / 5 %RH thresholds) and acted on by the thermostat at the next sensor tick.
+   */
+  setReading(reading: SensorReading): void {
+    if (!(this.behaviour instanceof ThBehaviour)) throw new TypeError(`setReading() needs a th16 profile, this is "${this.profile.name}"`);
+    this.behaviour.setReading(reading);
+  }
+
+  /** rfbridge: report that RF code `rfChl` was received (`{"cmd":"trigger","rfTrig<n>":"…"}`). False when offline. */
+  triggerRf(rfChl: number): boolean {
+    if (!(this.behaviour instanceof RfBridgeBehaviour)) throw new TypeError(`triggerRf() needs the rfbridge profile, this is "${this.profile.name}"`);
+    return this.behaviour.triggerRf(rfChl);
+  }
+
+  /** rfbridge: the successful `cmd:"transmit"` commands so far (a copy); [] for other families. */
+  get transmitted(): RfTransmission[] {
+    return this.behaviour instanceof RfBridgeBehaviour ? this.behaviour.transmitted.map((t) => ({ ...t })) : [];
   }
 
   /**
@@ -244,7 +338,9 @@ export class SimulatedDevice extends EventEmitter {
   /** Local change (like a button press): merge into state and report just these params. Returns false when offline. */
   setLocal(params: Params): boolean {
     mergeParams(this._state, params);
-    return this.report(params);
+    const sent = this.report(params);
+    this.runBehaviour(() => this.behaviour.afterApply(params, 'local'));
+    return sent;
   }
 
   /** Send an `update` report (full state by default). Returns false when not registered. */
@@ -415,6 +511,7 @@ export class SimulatedDevice extends EventEmitter {
     this._issuedApikey = reply.apikey;
     this._registered = true;
     this.attempt = 0;
+    this.runBehaviour(() => this.behaviour.onOnline());
     this.startHeartbeat(reply);
     const reportMs = this.opts.reportIntervalMs ?? 0;
     if (reportMs > 0) this.connInterval(reportMs, () => this.report());
@@ -443,12 +540,33 @@ export class SimulatedDevice extends EventEmitter {
       this.send(this.ack(msg, error));
       return;
     }
-    const isUpdate = msg.action === 'update';
-    if (isUpdate) mergeParams(this._state, params);
+    if (msg.action !== 'update') {
+      this.send(this.ack(msg, 0)); // e.g. upgrade: acked, nothing applied
+      return;
+    }
+    let outcome: UpdateOutcome = { apply: params };
+    this.runBehaviour(() => {
+      outcome = this.behaviour.handleUpdate(params);
+    });
+    if (outcome.error) {
+      this.send(this.ack(msg, outcome.error));
+      return;
+    }
+    const apply = outcome.apply ?? {};
+    mergeParams(this._state, apply);
     this.send(this.ack(msg, 0));
-    if (isUpdate) {
-      this.report();
-      this.safeEmit('command', params, msg);
+    if (outcome.reportFull ?? Object.keys(apply).length > 0) this.report();
+    this.safeEmit('command', params, msg);
+    this.runBehaviour(() => this.behaviour.afterApply(apply, 'server'));
+    if (outcome.after) this.runBehaviour(outcome.after);
+  }
+
+  /** Behaviour code must never unwind into ws internals. */
+  private runBehaviour(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.emitError(err);
     }
   }
 
@@ -555,6 +673,9 @@ export class SimulatedDevice extends EventEmitter {
   }
 
   private clearConnTimers(): void {
+    // Behaviour timers (inching, metering window, sensor ticks, RF capture) die with the connection.
+    this.scheduler.clearAll();
+    this.runBehaviour(() => this.behaviour.onOffline());
     for (const t of this.connTimeouts) clearTimeout(t);
     for (const t of this.connIntervals) clearInterval(t);
     this.connTimeouts.clear();

@@ -13,4 +13,19 @@ export { postDispatch, parseDispatchReply, dispatchUrl, DispatchError } from './
 export type { DispatchBody, DispatchTarget, DispatchOptions } from './dispatch';
 export { deviceIdFor, factoryApikeyFor, staMacFor, isDeviceId, maxDevicesForPrefix, DEVICE_ID_LENGTH } from './ids';
 export { mergeParams, mergeByOutlet } from './state';
+export {
+  PROFILES,
+  DEFAULT_PROFILE,
+  profileNames,
+  resolveProfile,
+  initialParams,
+  encodeHundredDaysKwh,
+  decodeHundredDaysKwh,
+  hundredDaysKwhFor,
+  seededRandom,
+} from './models';
+export type { DeviceProfile, ProfileKind } from './models';
+export { FleetTicker, BehaviourScheduler } from './scheduler';
+export { METERING_THRESHOLDS, validateCommonParams } from './behaviour';
+export type { RfTransmission, SensorReading } from './behaviour';
 export { SimulatedAccessPoint, apBodyProblem, appHeaderProblem, type SimAccessPointOptions, type ApProvisioning, type ApRequestRecord, type ApPath } from './ap';

@@ -2,9 +2,10 @@
  * Device state handling: how a simulated device folds incoming params into its own state.
  *
  * Params are transparent key/value data (protocol §3.6), so a command only replaces the keys it
- * carries. The one structured exception is the multi-channel `switches` array (§3.12): servers
- * and apps send only the changed outlets (`[{"outlet":2,"switch":"on"}]`), so those entries are
- * merged into the existing array by `outlet` rather than replacing it.
+ * carries. The structured exceptions are the multi-channel per-outlet arrays `switches`,
+ * `configure` and `pulses` (§3.12): servers and apps send only the changed outlets
+ * (`[{"outlet":2,"switch":"on"}]`), so those entries are merged into the existing array by
+ * `outlet` rather than replacing it.
  */
 
 export type Params = Record<string, unknown>;
@@ -14,10 +15,14 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 }
 
 /** Merge `incoming` into `state` in place. Values are deep-copied so callers cannot alias state. */
+/** Per-outlet arrays merged by `outlet`. */
+export const PER_OUTLET_KEYS: readonly string[] = ['switches', 'configure', 'pulses'];
+
 export function mergeParams(state: Params, incoming: Params): Params {
   for (const [key, value] of Object.entries(incoming)) {
-    if (key === 'switches' && Array.isArray(value) && Array.isArray(state.switches)) {
-      state.switches = mergeByOutlet(state.switches, value);
+    const current = state[key];
+    if (PER_OUTLET_KEYS.includes(key) && Array.isArray(value) && Array.isArray(current)) {
+      state[key] = mergeByOutlet(current, value);
     } else {
       state[key] = structuredClone(value);
     }
