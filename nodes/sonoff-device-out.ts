@@ -52,6 +52,19 @@ export = function register(RED: NodeAPI): void {
     }
 
     node.on('input', (msg: NodeMessageInFlow & { deviceid?: unknown }, _send: unknown, done: Done) => {
+      // {"pairing": minutes} opens (0 closes) the server's pairing window: no device involved.
+      const payload = msg.payload as Record<string, unknown> | undefined;
+      if (payload && typeof payload === 'object' && !Array.isArray(payload) && Object.keys(payload).length === 1 && 'pairing' in payload) {
+        const minutes = Number(payload.pairing);
+        if (!Number.isFinite(minutes) || minutes < 0 || minutes > 1440) {
+          done(new CoolkitError(ErrorCode.BAD_REQUEST, 'pairing must be a number of minutes, 0..1440'));
+          return;
+        }
+        const until = server.cloud.openPairing(minutes);
+        show({ fill: 'blue', shape: 'dot', text: RED._('sonoff-device-out.status.pairing', { until: until ? new Date(until).toLocaleTimeString() : '-' }) });
+        done();
+        return;
+      }
       const fromMsg = typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '';
       const deviceid = configured || fromMsg;
       if (!deviceid) {
