@@ -554,7 +554,14 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
       const known = this.registry.get(deviceid);
       return Promise.reject(new CoolkitError(ErrorCode.OFFLINE, known ? `device ${deviceid} is offline` : `device ${deviceid} is unknown to this server (it never connected)`, deviceid));
     }
-    return session.command(params, this.sequences.next(), timeoutMs);
+    const record = session.record;
+    return session.command(params, this.sequences.next(), timeoutMs).then((result) => {
+      // Like the vendor cloud, keep what the device accepted (timers, targets, settings), so a
+      // later device `query` is answered from it; one-shot commands are not state.
+      const kept = persistentParams(params);
+      if (kept) this.registry.applyReport(record, kept);
+      return result;
+    });
   }
 
   /** A new unique sequence for server messages that are built elsewhere (e.g. OTA). */
@@ -634,6 +641,18 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
       }, 200).unref();
     });
   }
+}
+
+/** Params that are commands rather than state, never stored from a server command. */
+const TRANSIENT_PARAMS = new Set(['cmd', 'rfChl', 'uiActive', 'hundredDaysKwh', 'oneKwh', 'startTime', 'endTime']);
+
+function persistentParams(params: Params): Params | undefined {
+  let out: Params | undefined;
+  for (const key of Object.keys(params)) {
+    if (TRANSIENT_PARAMS.has(key)) continue;
+    (out ??= {})[key] = params[key];
+  }
+  return out;
 }
 
 /** Compare secrets in constant time (hashes have equal length whatever the input). */

@@ -115,3 +115,21 @@ describe('cloud: device families', function () {
     th.close();
   });
 });
+
+describe('cloud: stored settings', function () {
+  this.timeout(10000);
+  it('keeps the params a device acknowledged (e.g. timers) and answers its query from them', async () => {
+    const env = await startCloud();
+    const dev = await device(env, '1000bb0011', 'ITA-GZ1-GL', { switch: 'off' });
+    autoAck(dev);
+    const timers = [{ enabled: 1, mId: 'bd37062f-05e6-4b7c-918b-6e5a7041fa49', type: 'once', at: '2030-09-17T00:30:00.000Z', do: { switch: 'off' }, coolkit_timer_type: 'once' }];
+    await env.cloud.sendCommand('1000bb0011', { timers });
+    await env.cloud.sendCommand('1000bb0011', { uiActive: 60 }).catch(() => {});
+    dev.ws.removeAllListeners('message');
+    const reply = await dev.ask({ action: 'query', deviceid: '1000bb0011', apikey: dev.key, params: ['timers'] });
+    assert.deepEqual(reply.params, { timers });
+    assert.equal(env.cloud.device('1000bb0011').params.uiActive, undefined, 'one-shot commands are not stored');
+    dev.close();
+    await env.cloud.close();
+  });
+});

@@ -84,7 +84,7 @@ describe('seed 000: app trace against the local cloud (TLS)', function () {
 
   it('answers app queries from the stored state', async () => {
     const reply = await app.ask({ action: 'query', apikey: APP_APIKEY, deviceid: 'babecafe11', params: ['currentTemperature', 'switch'], sequence: '1519293460000', userAgent: 'app' });
-    assert.deepEqual(reply, { error: 0, deviceid: 'babecafe11', apikey: APP_APIKEY, sequence: '1519293460000', params: { currentTemperature: '22', switch: 'off' } });
+    assert.deepEqual(reply, { error: 0, deviceid: 'babecafe11', apikey: APP_APIKEY, sequence: '1519293460000', params: { currentTemperature: '22', switch: 'on' } }, 'the last acknowledged switch command is stored');
     const none = await app.ask({ action: 'query', apikey: APP_APIKEY, deviceid: 'babecafe11', params: ['timers'], sequence: '1519293460001' });
     assert.deepEqual(none.params, {});
   });
