@@ -243,7 +243,8 @@ function registerAdminRoutes(RED: NodeAPI): void {
     res.json({ forgotten: id });
   }) as never);
   app.get('/coolkit/:id/refused', read, withServer((cloud, _req, res) => {
-    res.json(cloud.admission.refused().map((r) => ({ ...r, firstAttempt: new Date(r.firstAttempt).toISOString(), lastAttempt: new Date(r.lastAttempt).toISOString() })));
+    // The factory apikey stays on the server: approving uses the one the device presented.
+    res.json(cloud.admission.refused().map(({ factoryApikey: _key, ...r }) => ({ ...r, firstAttempt: new Date(r.firstAttempt).toISOString(), lastAttempt: new Date(r.lastAttempt).toISOString() })));
   }) as never);
   app.get('/coolkit/:id/admission', read, withServer((cloud, _req, res) => {
     const until = cloud.admission.pairingOpenUntil();

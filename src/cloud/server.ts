@@ -293,6 +293,7 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
       return refusal;
     }
     const { record, isNew } = this.registry.register(msg.deviceid, msg.apikey, msg.model, msg.romVersion);
+    this.admission.takeRefused(msg.deviceid); // accepted now (pairing window): no longer "refused"
     if (isNew) {
       // The issued apikey must survive a crash right after this reply.
       await this.registry.flush();

@@ -50,7 +50,8 @@ describe(`admin endpoints and flow controls on Node-RED ${runtimeVersion()}`, fu
     const refused = await register(srv.cloud.port, '1000dd0001');
     assert.equal(refused.reply.error, 403);
     const list = (await helper.request().get('/coolkit/srv/refused').expect(200)).body;
-    assert.deepEqual(list.map((r) => [r.deviceid, r.factoryApikey, r.model]), [['1000dd0001', KEY, 'ITA-GZ1-GL']]);
+    assert.deepEqual(list.map((r) => [r.deviceid, r.model]), [['1000dd0001', 'ITA-GZ1-GL']]);
+    assert.equal(list[0].factoryApikey, undefined, 'factory keys are not exposed to the editor');
 
     await helper.request().post('/coolkit/srv/devices').send({ deviceid: '1000dd0001', name: 'Kitchen' }).expect(200);
     const ok = await register(srv.cloud.port, '1000dd0001');
@@ -77,6 +78,7 @@ describe(`admin endpoints and flow controls on Node-RED ${runtimeVersion()}`, fu
     const res = await helper.request().post('/coolkit/srv/pairing').send({ minutes: 1 }).expect(200);
     assert.ok(Date.parse(res.body.pairingUntil) > Date.now());
     assert.equal((await register(srv.cloud.port, '1000dd0002')).reply.error, 0);
+    assert.deepEqual((await helper.request().get('/coolkit/srv/refused').expect(200)).body, [], 'accepted during pairing: no longer listed as refused');
     await helper.request().post('/coolkit/srv/pairing').send({ minutes: 0 }).expect(200);
     assert.equal((await register(srv.cloud.port, '1000dd0003')).reply.error, 403);
 
