@@ -64,7 +64,7 @@ export interface UpdateOutcome {
   error?: number;
   /** Params to merge into the state (mergeParams). */
   apply?: Params;
-  /** Send the full state after the ack. Default: when `apply` has keys. */
+  /** Send the full state after the ack (as the seed shows). Default true. */
   reportFull?: boolean;
   /** Runs after the ack, the full report and the 'command' event. */
   after?: () => void;

@@ -555,7 +555,7 @@ export class SimulatedDevice extends EventEmitter {
     const apply = outcome.apply ?? {};
     mergeParams(this._state, apply);
     this.send(this.ack(msg, 0));
-    if (outcome.reportFull ?? Object.keys(apply).length > 0) this.report();
+    if (outcome.reportFull ?? true) this.report();
     this.safeEmit('command', params, msg);
     this.runBehaviour(() => this.behaviour.afterApply(apply, 'server'));
     if (outcome.after) this.runBehaviour(outcome.after);

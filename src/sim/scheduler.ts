@@ -41,7 +41,9 @@ export class FleetTicker {
   /** @internal called by BehaviourScheduler */
   attach(s: BehaviourScheduler): void {
     this.members.add(s);
-    if (!this.timer) this.timer = setInterval(() => this.tick(), this.resolutionMs);
+    // unref: the devices' sockets keep a process alive while they are online; a pending task of
+    // an offline device (e.g. inching after setLocal()) must not.
+    if (!this.timer) this.timer = setInterval(() => this.tick(), this.resolutionMs).unref();
   }
 
   /** @internal called by BehaviourScheduler */
@@ -144,6 +146,6 @@ export class BehaviourScheduler {
         this.runDue();
       },
       Math.max(0, next - Date.now()),
-    );
+    ).unref(); // see FleetTicker.attach
   }
 }
