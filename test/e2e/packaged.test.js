@@ -7,7 +7,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { installPackage, NodeRedProcess, freePort, runtime } = require('../helpers/nrprocess');
 const { request, waitFor, sleep } = require('../helpers/raw');
-const { SimulatedDevice } = require('../../dist/src/sim');
+const { SimulatedDevice, SimulatedAccessPoint } = require('../../dist/src/sim');
+const { pair } = require('../../dist/src/provision');
 
 function flow(cloudPort, eventsFile) {
   return [
@@ -126,5 +127,33 @@ describe(`e2e: packed module in ${runtime} on Node ${process.version}`, function
     await sleep(100);
     assert.equal(sims[1].state.switch, 'off', 'toggle works from the state reported after the restart');
     assert.doesNotMatch(nr.log, /Unhandled|uncaught/i);
+  });
+
+  it('pairs a device with coolkit-pair through the admin API, and the allow-list then admits only it', async () => {
+    // Lock the server down: allow-list only.
+    await nr.deploy(flow(cloudPort, eventsFile).map((n) => (n.id === 'srv' ? { ...n, admission: 'allowlist' } : n)));
+    const server = `https://127.0.0.1:${cloudPort}`;
+    await waitFor(async () => (await request(server, '/dispatch/device', { body: {} }).catch(() => null))?.status === 400, 15000);
+    const ap = new SimulatedAccessPoint({ deviceid: '1000aa00f1' });
+    await ap.start();
+    try {
+      const result = await pair({
+        deviceUrl: ap.url, ssid: 'HomeWiFi', password: 'secret123', serverName: '192.168.1.10', serverPort: cloudPort, name: 'Porch light',
+        nodeRed: { nodeRedUrl: nr.base, user: 'admin', adminPassword: 'e2e-password', serverNodeId: 'srv' }, waitMs: 5000,
+      });
+      assert.equal(result.recordedVia, 'admin-api');
+      assert.equal(ap.received.port, cloudPort);
+      const paired = new SimulatedDevice({ server, deviceid: '1000aa00f1', apikey: result.apikey, reconnect: false });
+      sims.push(paired);
+      await paired.start();
+      const stranger = new SimulatedDevice({ server, deviceid: '1000aa00f2', reconnect: false });
+      await assert.rejects(stranger.start());
+      const list = await nr.api('/coolkit/srv/devices');
+      assert.equal(list.json.find((d) => d.deviceid === '1000aa00f1').name, 'Porch light');
+      const refused = await nr.api('/coolkit/srv/refused');
+      assert.deepEqual(refused.json.map((r) => r.deviceid), ['1000aa00f2']);
+    } finally {
+      await ap.stop();
+    }
   });
 });
