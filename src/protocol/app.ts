@@ -5,7 +5,7 @@
  * text frame `ping`, answered with `pong`.
  */
 import Ajv from 'ajv';
-import { APIKEY_PATTERN, DEVICEID_PATTERN, SEQUENCE_PATTERN, describeErrors, jsonDepth, MAX_DEPTH } from './schemas';
+import { APIKEY_PATTERN, DEVICEID_PATTERN, SEQUENCE_PATTERN, describeErrors, parseJsonObject } from './schemas';
 import { ErrorCode } from './errors';
 import type { Params } from './types';
 
@@ -85,18 +85,11 @@ const validateQuery = ajv.compile<AppQueryMessage>({
 /** Classify one text frame from an app. Never throws. */
 export function parseAppFrame(text: string): ParsedAppFrame {
   if (text === 'ping') return { kind: 'ping' };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: 'malformed JSON' };
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: 'message is not a JSON object' };
-  }
-  const obj = value as Record<string, unknown>;
-  const seq = typeof obj.sequence === 'string' && obj.sequence.length <= 64 ? obj.sequence : undefined;
-  if (jsonDepth(obj) > MAX_DEPTH) return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: `message nests deeper than ${MAX_DEPTH} levels`, sequence: seq };
+  const parsed = parseJsonObject(text);
+  const seqOf = (o?: Record<string, unknown>) => (typeof o?.sequence === 'string' && o.sequence.length <= 64 ? o.sequence : undefined);
+  if (!parsed.ok) return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: parsed.reason, sequence: seqOf(parsed.obj) };
+  const obj = parsed.obj;
+  const seq = seqOf(obj);
   switch (obj.action) {
     case 'userOnline':
       return validateUserOnline(obj) ? { kind: 'userOnline', msg: obj } : { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: `userOnline: ${describeErrors(validateUserOnline)}`, sequence: seq };

@@ -140,24 +140,31 @@ function deviceidOf(value: unknown): string | undefined {
 }
 
 /**
+ * Parse a frame that must be a JSON object of bounded depth. Never throws; the reason says
+ * what is wrong in words a log reader understands.
+ */
+export function parseJsonObject(text: string): { ok: true; obj: Record<string, unknown> } | { ok: false; reason: string; obj?: Record<string, unknown> } {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, reason: 'malformed JSON' };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return { ok: false, reason: 'message is not a JSON object' };
+  const obj = value as Record<string, unknown>;
+  if (jsonDepth(obj) > MAX_DEPTH) return { ok: false, reason: `message nests deeper than ${MAX_DEPTH} levels`, obj };
+  return { ok: true, obj };
+}
+
+/**
  * Classify and validate one text frame from a device. Never throws.
  * A bare `ping` text frame (some firmware and all apps send it) is its own kind.
  */
 export function parseDeviceFrame(text: string): ParsedDeviceFrame {
   if (text === 'ping') return { kind: 'ping' };
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: 'malformed JSON' };
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: 'message is not a JSON object' };
-  }
-  if (jsonDepth(value) > MAX_DEPTH) {
-    return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: `message nests deeper than ${MAX_DEPTH} levels`, deviceid: deviceidOf(value) };
-  }
-  const obj = value as Record<string, unknown>;
+  const parsed = parseJsonObject(text);
+  if (!parsed.ok) return { kind: 'invalid', code: ErrorCode.BAD_REQUEST, reason: parsed.reason, deviceid: deviceidOf(parsed.obj) };
+  const obj = parsed.obj;
   if ('action' in obj) {
     const action = obj.action;
     const validate = typeof action === 'string' ? validators[action] : undefined;
