@@ -4,6 +4,7 @@
 import type { Node, NodeStatus } from 'node-red';
 import type { CoolkitCloud } from '../src/cloud/server';
 import type { DeviceListener } from '../src/cloud/router';
+import type { FirmwareProvider } from '../src/hub/zhiting/firmware';
 
 /** A flow node that uses the server: it is told the server's status whenever it changes. */
 export interface ServerUser {
@@ -18,4 +19,6 @@ export interface CoolkitServerNode extends Node {
   deregister(user: ServerUser): void;
   /** Listen to one device (or all with ''), returns the unsubscribe function. */
   subscribe(deviceid: string, listener: DeviceListener): () => void;
+  /** Set by a `sonoff-ota` node: its firmware store, for the hub APIs' update services. */
+  firmware?: FirmwareProvider;
 }

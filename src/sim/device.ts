@@ -25,6 +25,20 @@ import {
 } from './behaviour';
 import { postDispatch, type DispatchBody, type DispatchTarget } from './dispatch';
 import { initialParams, resolveProfile, type DeviceProfile } from './models';
+import {
+  DEFAULT_DOWNLOAD_TIMEOUT_MS,
+  DEFAULT_REBOOT_DELAY_MS,
+  downloadImage,
+  ESP_IMAGE_MAGIC,
+  parseUpgrade,
+  pickImage,
+  sha256Hex,
+  type BinListEntry,
+  type OtaFailure,
+  type OtaImage,
+  type SimOtaEvent,
+  type SimOtaOptions,
+} from './ota';
 import { BehaviourScheduler, type FleetTicker } from './scheduler';
 import { isPlainObject, mergeParams, type Params } from './state';
 
@@ -103,6 +117,12 @@ export interface SimDeviceOptions {
   onCommand?: (params: Params, msg: JsonObject) => CommandVerdict | void;
   /** Send {"action":"query","params":["timers"]} after the first report. Default true, as in the seed. */
   queryTimers?: boolean;
+  /**
+   * What the device does with an `upgrade` (./ota): by default it acks, downloads the image for its
+   * inactive partition, checks the sha256, reboots and comes back with the new version. The
+   * options inject failures; `false` only acks, applying nothing (the behaviour before OTA existed).
+   */
+  ota?: false | SimOtaOptions;
 }
 
 /** Event signatures of SimulatedDevice. */
@@ -117,6 +137,8 @@ export interface SimDeviceEvents {
   report: (params: Params) => void;
   /** An open WebSocket closed (also on stop() and dropConnection()). */
   disconnected: (code: number, reason: string) => void;
+  /** Progress of an over-the-air update (see SimOtaPhase). */
+  ota: (ev: SimOtaEvent) => void;
   /** Only emitted when someone listens; otherwise errors are dropped. */
   error: (err: Error) => void;
 }
@@ -192,7 +214,6 @@ export class SimulatedDevice extends EventEmitter {
   /** The factory key, sent in dispatch and register only. */
   readonly factoryApikey: string;
   readonly model: string;
-  readonly romVersion: string;
   /** The family this device plays. */
   readonly profile: DeviceProfile;
 
@@ -205,6 +226,18 @@ export class SimulatedDevice extends EventEmitter {
   private _state: Params;
   private _issuedApikey: string | undefined;
   private _registered = false;
+  private _romVersion: string;
+
+  // Over-the-air update state (survives reconnects, as flash does).
+  private _runningImage: OtaImage = 'user1';
+  private otaBusy = false;
+  private otaFailuresUsed = 0;
+  private otaAbort: AbortController | undefined;
+  private otaTimer: NodeJS.Timeout | undefined;
+  /** Set while the device is "off the network" for a download or a reboot: no reconnect. */
+  private holdOffline = false;
+  /** Emitted once the device has registered again after an update's reboot. */
+  private otaOutcome: SimOtaEvent | undefined;
 
   /** True between start() and stop() (or a fatal failure with reconnect: false). */
   private running = false;
@@ -233,7 +266,7 @@ export class SimulatedDevice extends EventEmitter {
     this.factoryApikey = options.apikey ?? randomUUID();
     this.profile = resolveProfile(options.profile);
     this.model = options.model ?? this.profile.model;
-    this.romVersion = options.romVersion ?? this.profile.romVersion;
+    this._romVersion = options.romVersion ?? this.profile.romVersion;
     this.reconnectPolicy = options.reconnect === false ? false : (options.reconnect ?? { ...DEFAULT_RECONNECT });
     this._state = options.params
       ? structuredClone(options.params)
@@ -249,6 +282,21 @@ export class SimulatedDevice extends EventEmitter {
     };
     this.behaviour = createBehaviour(host, this.profile, options);
     if (!options.params) this.behaviour.initState(this._state);
+  }
+
+  /** The firmware version sent in dispatch and register; changes after a successful OTA update. */
+  get romVersion(): string {
+    return this._romVersion;
+  }
+
+  /** The OTA partition the firmware runs from ('user1' at first); an update flashes the other one. */
+  get runningImage(): OtaImage {
+    return this._runningImage;
+  }
+
+  /** True from an accepted `upgrade` until the device is back (or the update failed). */
+  get updating(): boolean {
+    return this.otaBusy;
   }
 
   /** A copy of the current params. */
@@ -327,6 +375,13 @@ export class SimulatedDevice extends EventEmitter {
     this.running = false;
     this.generation++;
     this.dispatchAbort?.abort();
+    this.otaAbort?.abort();
+    this.otaAbort = undefined;
+    if (this.otaTimer) clearTimeout(this.otaTimer);
+    this.otaTimer = undefined;
+    this.holdOffline = false;
+    this.otaBusy = false;
+    this.otaOutcome = undefined;
     this.clearReconnectTimer();
     this.clearConnTimers();
     this.settleStart(new SimDeviceError('stopped before registration'));
@@ -455,6 +510,7 @@ export class SimulatedDevice extends EventEmitter {
     this._registered = false;
     this.awaitingRegister = false;
     if (!this.running) return;
+    if (this.holdOffline) return; // downloading or rebooting: the OTA code reconnects
     if (this.reconnectPolicy === false) {
       this.running = false;
       this.startPromise = undefined;
@@ -522,6 +578,12 @@ export class SimulatedDevice extends EventEmitter {
     if (this.opts.queryTimers ?? true) this.send({ ...this.envelope('query'), params: ['timers'] });
     this.settleStart();
     this.safeEmit('registered', reply);
+    const outcome = this.otaOutcome;
+    this.otaOutcome = undefined;
+    if (outcome) {
+      this.otaBusy = false;
+      this.safeEmit('ota', outcome);
+    }
   }
 
   private onServerAction(msg: JsonObject): void {
@@ -540,8 +602,12 @@ export class SimulatedDevice extends EventEmitter {
       this.send(this.ack(msg, error));
       return;
     }
+    if (msg.action === 'upgrade' && this.opts.ota !== false) {
+      this.onUpgrade(msg);
+      return;
+    }
     if (msg.action !== 'update') {
-      this.send(this.ack(msg, 0)); // e.g. upgrade: acked, nothing applied
+      this.send(this.ack(msg, 0)); // e.g. upgrade with ota: false: acked, nothing applied
       return;
     }
     let outcome: UpdateOutcome = { apply: params };
@@ -559,6 +625,144 @@ export class SimulatedDevice extends EventEmitter {
     this.safeEmit('command', params, msg);
     this.runBehaviour(() => this.behaviour.afterApply(apply, 'server'));
     if (outcome.after) this.runBehaviour(outcome.after);
+  }
+
+  // ---- over-the-air update ---------------------------------------------------------------------
+
+  /** `upgrade` (coolkit-protocol.md §3.10): ack, download, verify, reboot, come back with the new version. */
+  private onUpgrade(msg: JsonObject): void {
+    const upgrade = parseUpgrade(msg.params);
+    if (typeof upgrade === 'string') {
+      this.send(this.ack(msg, 400));
+      this.safeEmit('ota', { phase: 'failed', version: '', reason: upgrade });
+      return;
+    }
+    const { version } = upgrade;
+    if (upgrade.model !== '' && upgrade.model !== this.model) {
+      // SonOTA: with another model "the websocket gets closed in the middle of the JSON transmission".
+      this.safeEmit('ota', { phase: 'failed', version, reason: `upgrade is for model ${upgrade.model}, this device is a ${this.model}: connection dropped` });
+      this.dropConnection();
+      return;
+    }
+    if (this.otaBusy) {
+      this.send(this.ack(msg, 400));
+      return;
+    }
+    const o = this.opts.ota || {};
+    let fail: OtaFailure | undefined;
+    if (o.fail !== undefined && this.otaFailuresUsed < (o.failCount ?? Infinity)) {
+      fail = o.fail;
+      this.otaFailuresUsed++;
+    }
+    const image: OtaImage = o.image ?? (this._runningImage === 'user1' ? 'user2' : 'user1');
+    if (fail === 'ack404') {
+      this.send(this.ack(msg, 404));
+      this.safeEmit('ota', { phase: 'failed', version, image, reason: 'acked with error 404 (told to)' });
+      return;
+    }
+    const entry = pickImage(upgrade.binList, image);
+    this.otaBusy = true;
+    let offline: Promise<void> = Promise.resolve();
+    if (fail === 'no-ack') offline = this.goOffline();
+    else this.send(this.ack(msg, 0));
+    this.safeEmit('ota', { phase: 'received', version, image, url: entry?.downloadUrl });
+    void offline
+      .then(() => this.runOta(version, image, entry, fail))
+      .catch((err: unknown) => {
+        this.emitError(err);
+        this.otaBusy = false;
+      });
+  }
+
+  private async runOta(version: string, image: OtaImage, entry: BinListEntry | undefined, fail: OtaFailure | undefined): Promise<void> {
+    const o = this.opts.ota || {};
+    const rebootDelay = o.rebootDelayMs ?? DEFAULT_REBOOT_DELAY_MS;
+    const giveUp = (reason: string, bytes?: number) => {
+      const ev: SimOtaEvent = { phase: 'failed', version, image, reason };
+      if (bytes !== undefined) ev.bytes = bytes;
+      if (this.holdOffline) {
+        // Off the network for a direct download (no-ack): back with the old firmware.
+        this.otaOutcome = ev;
+        this.rebootInto(rebootDelay, undefined);
+        return;
+      }
+      this.otaBusy = false;
+      this.safeEmit('ota', ev);
+    };
+    if (!entry) {
+      giveUp(`the binList has no ${image}.bin`);
+      return;
+    }
+    const abort = new AbortController();
+    this.otaAbort = abort;
+    let data: Buffer;
+    try {
+      data = await downloadImage(entry.downloadUrl, {
+        timeoutMs: o.downloadTimeoutMs ?? DEFAULT_DOWNLOAD_TIMEOUT_MS,
+        signal: abort.signal,
+        abortAfterFirstChunk: fail === 'download',
+        onStart: () => this.safeEmit('ota', { phase: 'downloading', version, image, url: entry.downloadUrl }),
+      });
+    } catch (err) {
+      if (abort.signal.aborted || !this.running) return; // stopped meanwhile
+      const e = err as Error & { bytes?: number };
+      giveUp(`download of ${entry.downloadUrl} failed: ${e.message}`, e.bytes);
+      return;
+    } finally {
+      if (this.otaAbort === abort) this.otaAbort = undefined;
+    }
+    if (!this.running) return;
+    this.safeEmit('ota', { phase: 'downloaded', version, image, bytes: data.length });
+    // 'digest': the transfer was corrupted on the way (one flipped bit), so the hash differs.
+    const received = fail === 'digest' ? Buffer.from(data) : data;
+    if (fail === 'digest' && received.length > 0) received[received.length - 1] ^= 0x01;
+    const digest = sha256Hex(received);
+    if (digest !== entry.digest.toLowerCase()) {
+      this.otaOutcome = { phase: 'failed', version, image, bytes: data.length, reason: `sha256 ${digest} does not match the digest ${entry.digest}: the image was not booted` };
+    } else if (received[0] !== ESP_IMAGE_MAGIC) {
+      this.otaOutcome = { phase: 'failed', version, image, bytes: data.length, reason: 'not an Espressif v2 image (first byte is not 0xEA): the bootloader refused it' };
+    } else {
+      this.otaOutcome = { phase: 'updated', version, image, bytes: data.length };
+    }
+    const good = this.otaOutcome.phase === 'updated';
+    this.safeEmit('ota', { phase: 'rebooting', version: good ? version : this._romVersion, image: good ? image : this._runningImage });
+    this.rebootInto(rebootDelay, good ? { version, image } : undefined);
+  }
+
+  /** Drop the connection and stay off the network until rebootInto() brings the device back. */
+  private goOffline(): Promise<void> {
+    this.holdOffline = true;
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    this._registered = false;
+    // onClose (registered first) runs before this listener and sees holdOffline: no reconnect.
+    return new Promise<void>((resolve) => {
+      ws.once('close', () => resolve());
+      ws.terminate();
+    });
+  }
+
+  /** Reboot: offline now, and after `delayMs` connect again, running `next` if given (else the old firmware). */
+  private rebootInto(delayMs: number, next: { version: string; image: OtaImage } | undefined): void {
+    void this.goOffline().then(() => {
+      if (!this.running) return;
+      if (this.otaTimer) clearTimeout(this.otaTimer);
+      this.otaTimer = setTimeout(() => {
+        this.otaTimer = undefined;
+        this.holdOffline = false;
+        if (!this.running) return;
+        if (next) {
+          if (next.version) {
+            this._romVersion = next.version;
+            this._state.fwVersion = next.version;
+          }
+          this._runningImage = next.image;
+        }
+        this.attempt = 0;
+        this.clearReconnectTimer();
+        void this.connect();
+      }, delayMs);
+    });
   }
 
   /** Behaviour code must never unwind into ws internals. */

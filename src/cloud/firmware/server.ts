@@ -24,8 +24,16 @@ export interface DownloadEvent {
   deviceid: string;
   token: string;
   name: string;
+  /** Bytes sent so far. */
   bytes: number;
+  /** Bytes this response carries (the range, or the whole image). */
   size: number;
+  /** First byte of this response within the image. */
+  start: number;
+  /** Size of the whole image. */
+  total: number;
+  /** This response reaches the last byte of the image (a whole-file GET, or the final range). */
+  toEnd: boolean;
   remote: string;
 }
 
@@ -85,6 +93,8 @@ export class FirmwareServer extends EventEmitter {
 
   /** A new download URL path for one device's update. */
   grant(deviceid: string, images: ImageInfo[], options: { throttle?: number; ttlMs?: number } = {}): Grant {
+    const now = Date.now();
+    for (const [t, g] of this.grants) if (g.expiresAt < now) this.grants.delete(t);
     const token = randomBytes(24).toString('base64url');
     const grant: Grant = { token, deviceid, images, throttle: options.throttle ?? 0, expiresAt: Date.now() + (options.ttlMs ?? 30 * 60_000) };
     this.grants.set(token, grant);
@@ -99,8 +109,9 @@ export class FirmwareServer extends EventEmitter {
     req.resume();
     const m = /^\/ota\/rom\/([A-Za-z0-9_-]{16,64})\/([A-Za-z0-9._-]{1,64})$/.exec((req.url ?? '').split('?')[0]);
     const grant = m ? this.grants.get(m[1]) : undefined;
-    const image = grant?.images.find((i) => i.name === m?.[2] || i.file.endsWith(`/${m?.[2]}`));
+    const image = grant?.images.find((i) => i.name === m?.[2]);
     if (!grant || !image || grant.expiresAt < Date.now() || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      // No hint whether the token, the name or the method was wrong.
       res.writeHead(404, { 'Content-Length': 0, Connection: 'close' });
       res.end();
       return;
@@ -125,6 +136,7 @@ export class FirmwareServer extends EventEmitter {
       'Content-Type': 'application/octet-stream',
       'Content-Length': end - start + 1,
       'Accept-Ranges': 'bytes',
+      'Cache-Control': 'no-store',
     };
     if (range) headers['Content-Range'] = `bytes ${start}-${end}/${size}`;
     res.writeHead(range ? 206 : 200, headers);
@@ -132,18 +144,49 @@ export class FirmwareServer extends EventEmitter {
       res.end();
       return;
     }
-    const ev: DownloadEvent = { deviceid: grant.deviceid, token: grant.token, name: image.name, bytes: 0, size: end - start + 1, remote: req.socket.remoteAddress ?? '?' };
+    const ev: DownloadEvent = {
+      deviceid: grant.deviceid,
+      token: grant.token,
+      name: image.name,
+      bytes: 0,
+      size: end - start + 1,
+      start,
+      total: size,
+      toEnd: end === size - 1,
+      remote: req.socket.remoteAddress ?? '?',
+    };
     this.emit('download-start', ev);
-    const stream = fs.createReadStream(image.file, { start, end, highWaterMark: grant.throttle > 0 ? Math.max(512, Math.floor(grant.throttle / 10)) : 64 * 1024 });
+    const throttle = grant.throttle;
+    const stream = fs.createReadStream(image.file, { start, end, highWaterMark: throttle > 0 ? Math.max(512, Math.floor(throttle / 10)) : 64 * 1024 });
     let finished = false;
-    stream.on('data', (chunk: Buffer | string) => {
-      ev.bytes += chunk.length;
-      if (grant.throttle > 0) {
+    if (throttle > 0) {
+      // Written by hand, not piped: pipe() resumes the source on 'drain', which would undo the pacing.
+      stream.on('data', (chunk: Buffer | string) => {
+        ev.bytes += chunk.length;
         stream.pause();
-        setTimeout(() => stream.resume(), Math.ceil((chunk.length / grant.throttle) * 1000)).unref();
-      }
-    });
-    stream.pipe(res);
+        let paced = false;
+        let drained = res.write(chunk);
+        const next = () => {
+          if (paced && drained && !res.destroyed) stream.resume();
+        };
+        setTimeout(() => {
+          paced = true;
+          next();
+        }, Math.ceil((chunk.length / throttle) * 1000));
+        if (!drained) {
+          res.once('drain', () => {
+            drained = true;
+            next();
+          });
+        }
+      });
+      stream.on('end', () => res.end());
+    } else {
+      stream.on('data', (chunk: Buffer | string) => {
+        ev.bytes += chunk.length;
+      });
+      stream.pipe(res);
+    }
     res.on('finish', () => {
       finished = true;
       this.emit('download-complete', ev);

@@ -32,7 +32,8 @@ interface IndexFile {
 /** Espressif application images start with this magic byte. */
 export const ESP_IMAGE_MAGIC = 0xea;
 export const MAX_IMAGE_BYTES = 1024 * 1024;
-const SAFE = /^[0-9A-Za-z._-]{1,64}$/;
+/** Model and version become directory names: no separators, and no leading dot (so never `.` or `..`). */
+const SAFE = /^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$/;
 
 /** Numeric comparison of dotted versions ("2.10.0" > "2.9.1"); non-numeric parts compare as text. */
 export function compareVersions(a: string, b: string): number {
@@ -55,27 +56,46 @@ export class FirmwareError extends Error {}
 export class FirmwareStore {
   private readonly entries = new Map<string, FirmwareEntry>();
   private readonly indexFile: string;
+  /** Index writes run one after another, each writing the list as it is then. */
+  private saving: Promise<void> = Promise.resolve();
 
   constructor(private readonly dir: string) {
     this.indexFile = path.join(dir, 'index.json');
   }
 
-  /** Load the index; entries whose files are gone are dropped. Returns a warning, if any. */
+  get directory(): string {
+    return this.dir;
+  }
+
+  /**
+   * Load the index; entries that are malformed or whose files are gone are dropped. Image paths
+   * are resolved under this store's directory, so a moved user directory keeps working. Returns
+   * a warning, if any.
+   */
   load(): string | undefined {
     const result = loadJsonFile<IndexFile>(this.indexFile, (v) => {
       const f = v as Partial<IndexFile>;
       return f && f.version === 1 && Array.isArray(f.firmware) ? undefined : 'not a firmware index';
     });
+    const image = (e: FirmwareEntry, name: 'user1.bin' | 'user2.bin', i: unknown): ImageInfo | undefined => {
+      const v = i as Partial<ImageInfo> | undefined;
+      if (!v || typeof v.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(v.sha256) || typeof v.size !== 'number') return undefined;
+      const file = path.join(this.dir, e.model, e.version, name);
+      return fs.existsSync(file) ? { name, file, size: v.size, sha256: v.sha256 } : undefined;
+    };
     for (const e of result.data?.firmware ?? []) {
-      if (fs.existsSync(e.user1.file) && fs.existsSync(e.user2.file)) this.entries.set(key(e.model, e.version), e);
+      if (!e || typeof e.model !== 'string' || typeof e.version !== 'string' || !SAFE.test(e.model) || !SAFE.test(e.version)) continue;
+      const user1 = image(e, 'user1.bin', e.user1);
+      const user2 = image(e, 'user2.bin', e.user2);
+      if (user1 && user2) this.entries.set(key(e.model, e.version), { model: e.model, version: e.version, user1, user2, addedAt: String(e.addedAt ?? '') });
     }
     return result.corrupt ? `firmware index was unusable (${result.corrupt.reason}); moved aside to ${result.corrupt.movedTo}` : undefined;
   }
 
   /** Add (or replace) the image pair for a model and version. */
   async add(model: string, version: string, user1: Buffer, user2: Buffer): Promise<FirmwareEntry> {
-    if (!SAFE.test(model)) throw new FirmwareError(`model "${model}" is not a valid firmware model name`);
-    if (!SAFE.test(version)) throw new FirmwareError(`version "${version}" is not valid (digits, letters, dots)`);
+    if (typeof model !== 'string' || !SAFE.test(model)) throw new FirmwareError(`model "${model}" is not a valid firmware model name`);
+    if (typeof version !== 'string' || !SAFE.test(version)) throw new FirmwareError(`version "${version}" is not valid (digits, letters, dots)`);
     for (const [name, image] of [['user1', user1], ['user2', user2]] as const) {
       if (!Buffer.isBuffer(image) || image.length === 0) throw new FirmwareError(`${name} image is missing or empty`);
       if (image.length > MAX_IMAGE_BYTES) throw new FirmwareError(`${name} image is ${image.length} bytes; Sonoff OTA partitions hold at most ${MAX_IMAGE_BYTES}`);
@@ -147,7 +167,9 @@ export class FirmwareStore {
   }
 
   private save(): Promise<void> {
-    return atomicWriteFile(this.indexFile, JSON.stringify({ version: 1, firmware: this.list() } satisfies IndexFile, null, 1), 0o644);
+    const run = this.saving.then(() => atomicWriteFile(this.indexFile, JSON.stringify({ version: 1, firmware: this.list() } satisfies IndexFile, null, 1), 0o644));
+    this.saving = run.catch(() => undefined);
+    return run;
   }
 }
 
