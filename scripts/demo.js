@@ -1,27 +1,48 @@
 #!/usr/bin/env node
 'use strict';
 // `npm start`: a local Node-RED on http://127.0.0.1:1880 with this package, the example flows
-// and three simulated Sonoff devices connected over TLS, so a newcomer sees it working at once.
+// and one simulated Sonoff device per family, connected over TLS, so a newcomer sees it working at once.
 // State lives in .demo/ (delete it to start over). Ports: DEMO_PORT (1880), DEMO_CLOUD_PORT (8443).
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const https = require('node:https');
-const { SimulatedDevice } = require('../dist/src/sim');
+const { SimulatedDevice, attachTimerRunner } = require('../dist/src/sim');
 
 const root = path.resolve(__dirname, '..');
 const userDir = path.join(root, '.demo');
 const uiPort = Number(process.env.DEMO_PORT || 1880);
 const cloudPort = Number(process.env.DEMO_CLOUD_PORT || 8443);
-const DEVICES = ['1000aa0001', '1000aa0002', '1000aa0003'];
+/** One device of each common family; the examples address 1000aa0001 (basic) and 1000aa0015 (TH16). */
+const DEVICES = [
+  { deviceid: '1000aa0001', profile: 'basic' },
+  { deviceid: '1000aa0004', profile: '4ch' },
+  { deviceid: '1000aa0015', profile: 'th16' },
+  { deviceid: '1000aa0032', profile: 'pow' },
+  { deviceid: '1000aa0028', profile: 'rfbridge' },
+];
+
+/** Node types this package registers (package.json) and all types it defines (nodes/*.html). */
+function packageTypes() {
+  const registered = new Set(Object.keys(require('../package.json')['node-red'].nodes));
+  const defined = new Set();
+  for (const f of fs.readdirSync(path.join(root, 'nodes')).filter((n) => n.endsWith('.html'))) {
+    const m = /registerType\(\s*['"]([^'"]+)['"]/.exec(fs.readFileSync(path.join(root, 'nodes', f), 'utf8'));
+    if (m) defined.add(m[1]);
+  }
+  return { registered, defined };
+}
 
 function demoFlows() {
+  const { registered, defined } = packageTypes();
   const tab = { id: 'c0011e0bdem0tab1', type: 'tab', label: 'CoolKit demo', info: 'The package examples with three simulated devices.' };
   const seen = new Set();
   const nodes = [tab];
   let dy = 0;
   for (const file of fs.readdirSync(path.join(root, 'examples')).filter((f) => f.endsWith('.json')).sort()) {
     const flow = JSON.parse(fs.readFileSync(path.join(root, 'examples', file), 'utf8'));
+    // An example for a node that is not registered yet would stop every flow from starting.
+    if (flow.some((n) => defined.has(n.type) && !registered.has(n.type))) continue;
     let maxY = 0;
     for (const n of flow) {
       if (seen.has(n.id)) continue; // the examples share their server config node
@@ -92,8 +113,9 @@ async function main() {
     }
     await new Promise((r) => setTimeout(r, 500));
   }
-  for (const deviceid of DEVICES) {
-    const sim = new SimulatedDevice({ server: `https://127.0.0.1:${cloudPort}`, deviceid, reportIntervalMs: 30_000, connectHost: '127.0.0.1' });
+  for (const { deviceid, profile } of DEVICES) {
+    const sim = new SimulatedDevice({ server: `https://127.0.0.1:${cloudPort}`, deviceid, profile, reportIntervalMs: 60_000, connectHost: '127.0.0.1' });
+    attachTimerRunner(sim); // the device runs the timers sonoff-timer gives it, on the real clock
     sim.on('command', (params) => console.log(`[sim ${deviceid}] command ${JSON.stringify(params)}`));
     sims.push(sim);
     sim.start().catch(() => undefined);

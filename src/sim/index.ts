@@ -31,3 +31,4 @@ export type { RfTransmission, SensorReading } from './behaviour';
 export { downloadImage, parseUpgrade, pickImage, sha256Hex, DownloadError, DEFAULT_REBOOT_DELAY_MS, ESP_IMAGE_MAGIC } from './ota';
 export type { SimOtaOptions, SimOtaEvent, SimOtaPhase, OtaFailure, OtaImage, BinListEntry } from './ota';
 export { SimulatedAccessPoint, apBodyProblem, appHeaderProblem, type SimAccessPointOptions, type ApProvisioning, type ApRequestRecord, type ApPath } from './ap';
+export { attachTimerRunner, FakeClock } from './timers';
