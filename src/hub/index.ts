@@ -6,6 +6,7 @@
  */
 export * as session from './session';
 export * as zhiting from './zhiting';
+export * as telemetry from './telemetry';
 export { HubGateway, OwnServer, UpgradeRouter, tokenAuthenticator, parseOrigins, joinPath } from './session';
 export { ZhitingHub, noFirmware } from './zhiting';
 export type { FirmwareProvider, FirmwareInfo, DeviceSource, VirtualSetRequest } from './zhiting';
