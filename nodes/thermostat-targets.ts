@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node-red';
 import type { DeviceEvent } from '../src/cloud/server';
 import type { DeviceEventKind } from '../src/cloud/router';
-import { atomicWriteFile, loadJsonFile } from '../src/cloud/store';
+import { atomicWriteFile, loadJsonFile, SaveScheduler } from '../src/cloud/store';
 import { payloadToParams } from '../src/protocol/commands';
 import { capabilitiesOf } from '../src/protocol/capabilities';
 import { CoolkitError, ErrorCode } from '../src/protocol/errors';
@@ -246,8 +246,15 @@ export = function register(RED: NodeAPI): void {
       return settingView(memory.setting, sensorReadings(), relayState());
     }
 
+    // One write at a time, always of the latest memory: two overlapping writes could otherwise
+    // land in the wrong order and leave the older state on disk.
+    const saver = new SaveScheduler(
+      () => atomicWriteFile(memoryFile, JSON.stringify(memory)),
+      (err: Error) => node.error(RED._('thermostat-targets.errors.save', { file: memoryFile, error: err.message })),
+      0,
+    );
     function save(): void {
-      atomicWriteFile(memoryFile, JSON.stringify(memory)).catch((err: Error) => node.error(RED._('thermostat-targets.errors.save', { file: memoryFile, error: err.message })));
+      saver.schedule();
     }
 
     function arm(ms: number): void {
@@ -392,7 +399,10 @@ export = function register(RED: NodeAPI): void {
       for (const u of unsubscribes) u();
       server.deregister(user);
       node.status({});
-      done();
+      saver.flush().then(() => {
+        saver.cancel();
+        done();
+      });
     });
   }
 

@@ -58,7 +58,9 @@ describe(`e2e: packed module in ${runtime} on Node ${process.version}`, function
     const res = await nr.api('/nodes', { headers: { Accept: 'application/json' } });
     assert.equal(res.status, 200);
     const sets = res.json.filter((s) => s.module === 'node-red-contrib-coolkit');
-    assert.deepEqual(sets.map((s) => s.types).flat().sort(), ['coolkit-server', 'sonoff-device-in', 'sonoff-device-out']);
+    const declared = Object.keys(require('../../package.json')['node-red'].nodes).sort();
+    assert.ok(declared.length >= 3);
+    assert.deepEqual(sets.map((s) => s.types).flat().sort(), declared);
     for (const s of sets) {
       assert.equal(s.enabled, true);
       assert.equal(s.err, undefined, `${s.name} failed to load: ${s.err}`);

@@ -25,7 +25,7 @@ function statuses(node) {
   return helper._NodePrototype.status.getCalls().filter((c) => c.thisValue === node).map((c) => c.args[0]);
 }
 
-async function waitStatus(node, predicate, ms = 5000) {
+async function waitStatus(node, predicate, ms = 10000) {
   const until = Date.now() + ms;
   for (;;) {
     const all = statuses(node);
@@ -37,7 +37,7 @@ async function waitStatus(node, predicate, ms = 5000) {
 }
 
 /** Resolve with the next message a helper node receives. */
-function nextInput(node, ms = 5000) {
+function nextInput(node, ms = 10000) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`no message at ${node.id} within ${ms} ms`)), ms);
     node.once('input', (msg) => { clearTimeout(t); resolve(msg); });

@@ -109,7 +109,7 @@ function once(emitter, event, filter = () => true, ms = 3000) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(check, ms = 3000, step = 20) {
+async function waitFor(check, ms = 10000, step = 20) {
   const until = Date.now() + ms;
   for (;;) {
     const v = await check();

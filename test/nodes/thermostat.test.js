@@ -233,7 +233,7 @@ describe(`thermostat-targets on Node-RED ${runtimeVersion()}`, function () {
     const relay = await sim('1000ee0002', 'basic', { reconnect: { minMs: 50, maxMs: 100 } });
     const sensor = await sim('1000ee0017', 'th16', { reconnect: { minMs: 50, maxMs: 100 } });
     await send({ mode: 'cool', setpoint: 22 });
-    await waitFor(() => relay.state.switch === 'on', 3000); // 22.5 > 22
+    await waitFor(() => relay.state.switch === 'on', 10000); // 22.5 > 22
     const onAt = Date.now();
     const file = path.join(userDir, 'coolkit', 'thermostat-th.json');
     await waitFor(() => fs.existsSync(file) && JSON.parse(fs.readFileSync(file, 'utf8')).lastSwitchAt);
