@@ -51,6 +51,11 @@ export interface RegistryOptions {
   file?: string;
   /** Called when the state file was corrupt (moved aside) or a save failed. */
   onError?: (err: Error) => void;
+  /**
+   * How long param reports are coalesced before the file is rewritten (default 5 s). Keys and
+   * devices (register, allow, rename, forget) are written at once; a crash can lose at most this
+   * much of reported state, which devices send again when they reconnect.
+   */
   saveDelayMs?: number;
 }
 
@@ -65,7 +70,7 @@ export class DeviceRegistry {
       this.saver = new SaveScheduler(
         () => atomicWriteFile(file, this.serialise()),
         (err) => this.options.onError?.(new Error(`cannot save device state to ${file}: ${err.message}; the previous file is kept`)),
-        options.saveDelayMs ?? 1000,
+        options.saveDelayMs ?? 5000,
       );
     }
   }
@@ -147,7 +152,7 @@ export class DeviceRegistry {
       record.factoryApikey = factoryApikey;
     }
     if (name !== undefined) record.name = name;
-    this.saver?.schedule();
+    void this.flushNow();
     return record;
   }
 
@@ -155,7 +160,7 @@ export class DeviceRegistry {
     const record = this.devices.get(deviceid);
     if (!record) return false;
     record.name = name;
-    this.saver?.schedule();
+    void this.flushNow();
     return true;
   }
 
@@ -165,8 +170,13 @@ export class DeviceRegistry {
     if (!record) return false;
     if (record.online) this.onlineCount--;
     this.devices.delete(deviceid);
-    this.saver?.schedule();
+    void this.flushNow();
     return true;
+  }
+
+  /** Write at once (identity changes); errors are reported through onError, never thrown. */
+  private flushNow(): Promise<void> {
+    return this.saver ? this.saver.flush(true) : Promise.resolve();
   }
 
   /** Write now (used after a new device registers and on close). */
