@@ -1,0 +1,295 @@
+'use strict';
+// Turns the rounds of a bench run into the targets table: per-round ratios (ours ÷ baseline
+// measured in the same round), their median and min..max, a verdict against the target of
+// shared/reference/performance.md §3, and validity (was the generator the bottleneck?).
+
+function median(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+function spread(xs) {
+  const v = xs.filter((x) => typeof x === 'number' && Number.isFinite(x));
+  if (v.length === 0) return null;
+  return { min: Math.min(...v), max: Math.max(...v), n: v.length };
+}
+
+const get = (obj, p) => p.split('.').reduce((o, k) => (o === undefined || o === null ? undefined : o[k]), obj);
+
+/** Every goal: how to read baseline and ours from a round, and the target. */
+function goals(size) {
+  return [
+    {
+      id: 'G1', metric: `server CPU per device update at ${size.fixedRate}/s (µs)`, base: 'B-ack', unit: 'µs',
+      b: (r) => get(r.sessions, 'B-ack.fixed.cpuPerUpdUs'), o: (r) => get(r.sessions, 'ours.fixed.cpuPerUpdUs'),
+      kind: 'ratio', op: '<=', target: 1.4, minimum: 2.0,
+      m: ['B-ack.fixed', 'ours.fixed'],
+      extra: (r) => {
+        const o = get(r.sessions, 'ours.fixed');
+        return o && o.gen.acked < o.gen.sent ? [`ours acked ${o.gen.acked}/${o.gen.sent} at the fixed rate (saturated: CPU/update is measured at saturation)`] : [];
+      },
+    },
+    {
+      id: 'G2', metric: 'highest update rate with ack p99 ≤ 50 ms (upd/s)', base: 'B-ack', unit: '/s',
+      b: (r) => get(r.sessions, 'B-ack.knee.knee'), o: (r) => get(r.sessions, 'ours.knee.knee'),
+      kind: 'ratio', op: '>=', target: 0.7, minimum: 0.5, knee: true,
+     
+    },
+    {
+      id: 'G4', metric: `RSS per idle connected device, slope ${size.memLow}→${size.memHigh} (KB)`, base: 'B-idle', unit: 'KB',
+      b: (r) => kb(get(r.sessions, 'B-idle.memory.rssPerDevice')), o: (r) => kb(get(r.sessions, 'ours.memory.rssPerDevice')),
+      kind: 'ratio', op: '<=', target: 1.5, minimum: 2.0,
+    },
+    {
+      id: 'G4h', metric: 'V8 heap per idle device: ours − baseline (KB)', base: 'B-idle', unit: 'KB',
+      b: (r) => kb(get(r.sessions, 'B-idle.memory.heapPerDevice')), o: (r) => kb(get(r.sessions, 'ours.memory.heapPerDevice')),
+      kind: 'diff', op: '<=', target: 1.5, minimum: 3.0,
+    },
+    {
+      id: 'G6', metric: `herd reconnect of ${size.devices} devices, plain: completion rate (devices/s)`, base: 'B-idle', unit: '/s',
+      b: (r) => get(r.sessions, 'B-idle.herd.rate'), o: (r) => get(r.sessions, 'ours.herd.rate'),
+      kind: 'ratio', op: '>=', target: 0.8, minimum: 0.6,
+      m: ['B-idle.herd', 'ours.herd'],
+    },
+    {
+      id: 'G6f', metric: 'herd plain: failed registrations / retries (ours)', base: 'B-idle', unit: '',
+      b: (r) => failText(get(r.sessions, 'B-idle.herd')), o: (r) => failText(get(r.sessions, 'ours.herd')),
+      kind: 'count', valueOf: (r) => get(r.sessions, 'ours.herd.failed'), op: '<=', target: 0, minimum: 0,
+    },
+    {
+      id: 'G6p', metric: 'herd plain: per-device register time p99, dispatch → ready (ms, ours)', base: 'B-idle', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-idle.herd.attempt.p99'), o: (r) => get(r.sessions, 'ours.herd.attempt.p99'),
+      kind: 'abs', op: '<=', target: 2000, minimum: 2000,
+    },
+    {
+      id: 'G6c', metric: 'herd plain: server CPU per reconnect (µs; not limited by the generator)', base: 'B-idle', unit: 'µs',
+      b: (r) => get(r.sessions, 'B-idle.herd.cpuPerConnectUs'), o: (r) => get(r.sessions, 'ours.herd.cpuPerConnectUs'),
+      kind: 'ratio', op: '<=', target: 1.25, minimum: 1.67, informative: true, m: ['B-idle.herd', 'ours.herd'], quiet: true,
+    },
+    {
+      id: 'G7', metric: `herd reconnect of ${size.tlsDevices} devices, TLS RSA-2048: completion rate (devices/s)`, base: 'B-tls', unit: '/s',
+      b: (r) => get(r.sessions, 'B-tls.herd.rate'), o: (r) => get(r.sessions, 'ours-tls.herd.rate'),
+      kind: 'ratio', op: '>=', target: 0.9, minimum: 0.7,
+      m: ['B-tls.herd', 'ours-tls.herd'],
+    },
+    {
+      id: 'G7f', metric: 'herd TLS: failed registrations / retries (ours)', base: 'B-tls', unit: '',
+      b: (r) => failText(get(r.sessions, 'B-tls.herd')), o: (r) => failText(get(r.sessions, 'ours-tls.herd')),
+      kind: 'count', valueOf: (r) => get(r.sessions, 'ours-tls.herd.failed'), op: '<=', target: 0, minimum: 0,
+    },
+    {
+      id: 'G7c', metric: 'herd TLS: server CPU per reconnect (µs; not limited by the generator)', base: 'B-tls', unit: 'µs',
+      b: (r) => get(r.sessions, 'B-tls.herd.cpuPerConnectUs'), o: (r) => get(r.sessions, 'ours-tls.herd.cpuPerConnectUs'),
+      kind: 'ratio', op: '<=', target: 1.11, minimum: 1.43, informative: true, m: ['B-tls.herd', 'ours-tls.herd'], quiet: true,
+    },
+    {
+      id: 'G8', metric: 'ack p99 at half of the B-ack knee (ms)', base: 'B-ack', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-ack.half.gen.ack.p99'), o: (r) => get(r.sessions, 'ours.half.gen.ack.p99'),
+      kind: 'ratio', op: '<=', target: 2, minimum: 3,
+      m: ['B-ack.half', 'ours.half'],
+      extra: (r) => {
+        const o = get(r.sessions, 'ours.half');
+        return o && o.gen.unacked > 0 ? [`ours left ${o.gen.unacked} updates unacked at half load`] : [];
+      },
+    },
+    {
+      id: 'G8d', metric: 'update → Node-RED sink delivery p99 at half load (ms, ours; informative)', base: '—', unit: 'ms',
+      b: () => null, o: (r) => get(r.sessions, 'ours.half.server.delivery.p99'),
+      kind: 'abs', op: '<=', target: 10, minimum: 25, informative: true, m: ['ours.half'], quiet: true,
+    },
+    {
+      id: 'G9a', metric: 'server event-loop delay p99 at half load (ms)', base: 'B-ack', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-ack.half.server.eld.p99'), o: (r) => get(r.sessions, 'ours.half.server.eld.p99'),
+      kind: 'abs', op: '<=', target: 20, minimum: 50, m: ['ours.half'], quiet: true,
+    },
+    {
+      id: 'G9b', metric: 'server event-loop delay p99 during the plain herd (ms)', base: 'B-idle', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-idle.herd.server.eld.p99'), o: (r) => get(r.sessions, 'ours.herd.server.eld.p99'),
+      kind: 'abs', op: '<=', target: 100, minimum: 250, m: ['ours.herd'], quiet: true,
+    },
+    {
+      id: 'G9c', metric: 'server event-loop delay p99 during the TLS herd (ms)', base: 'B-tls', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-tls.herd.server.eld.p99'), o: (r) => get(r.sessions, 'ours-tls.herd.server.eld.p99'),
+      kind: 'abs', op: '<=', target: 100, minimum: 250, m: ['ours-tls.herd'], quiet: true,
+    },
+    {
+      id: 'G10', metric: `idle heartbeat CPU, ${size.pingRate} pings/s over ${size.devices} devices (% of a core)`, base: 'B-idle', unit: '%',
+      b: (r) => pct(get(r.sessions, 'B-idle.heartbeat.cpuPct')), o: (r) => pct(get(r.sessions, 'ours.heartbeat.cpuPct')),
+      kind: 'ratio', op: '<=', target: 1.5, minimum: 2.0, absTarget: 3, m: ['B-idle.heartbeat', 'ours.heartbeat'],
+      extra: (r) => {
+        const o = get(r.sessions, 'ours.heartbeat');
+        const b = get(r.sessions, 'B-idle.heartbeat');
+        if (!o || !b || o.idleCpuPct === undefined) return [];
+        const f = (x) => (typeof x === 'number' ? x.toFixed(1) : '—');
+        return [`round ${r.round}: without pings ours ${(o.idleCpuPct * 100).toFixed(2)}% vs B-idle ${(b.idleCpuPct * 100).toFixed(2)}% of a core; per ping ours ${f(o.cpuPerPingUs)} µs vs ${f(b.cpuPerPingUs)} µs`];
+      },
+    },
+    {
+      id: 'G3', metric: `fan-out of each update to ${size.subscribers} subscribers (delivered frames/s at ${size.fanoutRate} upd/s)`, base: 'B-fanout', unit: '/s',
+      b: (r) => get(r.sessions, 'B-fanout.fixed.gen.deliveryRate'), o: () => null,
+      kind: 'na', note: 'not measured (hub API not implemented yet)', m: ['B-fanout.fixed'],
+    },
+    {
+      id: 'G11', metric: 'one hub client stops reading: server memory bounded', base: '—', unit: '',
+      b: () => null, o: () => null, kind: 'na', note: 'not measurable yet (no hub clients)',
+    },
+    {
+      id: 'ref', metric: `B-echo server CPU per frame at ${size.fixedRate}/s (µs; reference)`, base: 'B-echo', unit: 'µs',
+      b: (r) => get(r.sessions, 'B-echo.fixed.cpuPerUpdUs'), o: () => null, kind: 'na', note: 'reference only', m: ['B-echo.fixed'],
+    },
+  ];
+}
+
+function kb(bytes) {
+  return typeof bytes === 'number' ? bytes / 1024 : undefined;
+}
+function pct(x) {
+  return typeof x === 'number' ? x * 100 : undefined;
+}
+function failText(h) {
+  return h ? `${h.failed} failed / ${h.retries} retries` : undefined;
+}
+
+function meets(value, op, limit) {
+  if (value === null || value === undefined || !Number.isFinite(value)) return null;
+  return op === '<=' ? value <= limit : value >= limit;
+}
+
+function summarise(rounds, size) {
+  const rows = [];
+  const flags = [];
+  let valid = true;
+  for (const g of goals(size)) {
+    const bs = rounds.map((r) => g.b(r));
+    const os = rounds.map((r) => g.o(r));
+    const row = { id: g.id, metric: g.metric, baseline: g.base, unit: g.unit, kind: g.kind, perRound: [], notes: [] };
+    const paths = g.m || [];
+    const invalid = g.quiet ? [] : rounds.flatMap((r) => paths.flatMap((p) => get(r.sessions, `${p}.genInvalid`) || []));
+    const disturbed = rounds.flatMap((r) => paths.flatMap((p) => (get(r.sessions, `${p}.disturbed`) || []).map((d) => `round ${r.round} ${p}: ${d}`)));
+    if (disturbed.length > 0) row.disturbed = disturbed;
+    for (const r of rounds) if (g.extra) row.notes.push(...g.extra(r));
+    let values = [];
+    if (g.kind === 'ratio') values = rounds.map((_, i) => (typeof bs[i] === 'number' && typeof os[i] === 'number' && bs[i] !== 0 ? os[i] / bs[i] : null));
+    else if (g.kind === 'diff') values = rounds.map((_, i) => (typeof bs[i] === 'number' && typeof os[i] === 'number' ? os[i] - bs[i] : null));
+    else if (g.kind === 'abs') values = os.map((x) => (typeof x === 'number' ? x : null));
+    else if (g.kind === 'count') values = rounds.map((r) => g.valueOf(r) ?? null);
+    row.perRound = rounds.map((_, i) => ({ baseline: bs[i] ?? null, ours: os[i] ?? null, value: values[i] ?? null }));
+    row.baselineMedian = typeof bs[0] === 'string' ? bs.join('; ') : median(bs);
+    row.oursMedian = typeof os[0] === 'string' ? os.join('; ') : median(os);
+    row.median = median(values);
+    row.spread = spread(values);
+    row.target = g.target;
+    row.minimum = g.minimum;
+    row.op = g.op;
+    if (g.kind === 'na') {
+      row.result = g.note;
+      row.note = g.note;
+    } else if (row.median === null) {
+      row.result = 'no data';
+      valid = false;
+      flags.push(`${g.id}: no data`);
+    } else {
+      const t = meets(row.median, g.op, g.target);
+      const m = meets(row.median, g.op, g.minimum);
+      row.result = t ? 'met' : m ? 'minimum only' : 'MISSED';
+      if (g.absTarget !== undefined) {
+        const abs = median(os);
+        row.notes.push(`absolute: ${abs?.toFixed(2)}% of a core (target ≤ ${g.absTarget}%) ${abs <= g.absTarget ? 'met' : 'MISSED'}`);
+      }
+      if (row.spread && row.spread.n > 1) {
+        const straddles = meets(row.spread.min, g.op, g.target) !== meets(row.spread.max, g.op, g.target);
+        if (straddles) row.notes.push('rounds disagree (spread crosses the target)');
+      }
+      if (g.informative) row.result += ' (informative)';
+    }
+    if (g.knee) {
+      const bb = rounds.map((r) => get(r.sessions, 'B-ack.knee.bound'));
+      const ob = rounds.map((r) => get(r.sessions, 'ours.knee.bound'));
+      row.bounds = { baseline: bb, ours: ob };
+      if (bb.includes('generator') || bb.includes('max-rate')) {
+        row.notes.push(`B-ack knee limited by ${bb.includes('generator') ? 'the generator' : 'the highest rate tried'} in some rounds: the baseline knee is a lower bound, so the ratio is an upper bound`);
+        if (row.result === 'MISSED') row.result = 'MISSED (even as an upper bound)';
+        else if (row.result !== 'no data') row.result = `inconclusive (${row.result} as an upper bound)`;
+      }
+      if (ob.includes('generator') || ob.includes('max-rate')) row.notes.push('ours knee limited by the generator / highest rate tried');
+      if (ob.includes('disturbed') || bb.includes('disturbed')) row.notes.push('a knee step stayed disturbed by other processes after retries');
+      if (ob.includes('latency')) row.notes.push('ours missed 50 ms p99 before its CPU saturated (latency-bound: stalls, not throughput)');
+    }
+    if (disturbed.length > 0) row.notes.push(`disturbed by other processes on our cores (latencies less trustworthy; CPU-time values are not affected): ${disturbed.join('; ')}`);
+    if (invalid.length > 0) {
+      row.invalid = [...new Set(invalid)];
+      row.result = `INVALID (${row.result})`;
+      valid = false;
+      flags.push(`${g.id}: generator saturated: ${row.invalid.join('; ')}`);
+    }
+    rows.push(row);
+  }
+  return { rows, valid, flags };
+}
+
+function fmt(x, unit) {
+  if (x === null || x === undefined) return '—';
+  if (typeof x === 'string') return x;
+  const digits = Math.abs(x) >= 1000 ? 0 : Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2;
+  return `${x.toFixed(digits)}${unit && unit !== '/s' && unit !== '' ? ` ${unit}` : unit === '/s' ? '/s' : ''}`;
+}
+
+function fmtValue(row) {
+  if (row.median === null || row.median === undefined) return '—';
+  const f = (v) => (row.kind === 'ratio' ? `${v.toFixed(2)}×` : row.kind === 'count' ? String(v) : fmt(v, row.unit));
+  const sp = row.spread && row.spread.n > 1 ? ` [${f(row.spread.min)}..${f(row.spread.max)}]` : '';
+  return `${f(row.median)}${sp}`;
+}
+
+function fmtTarget(row) {
+  if (row.target === undefined) return '—';
+  const u = row.kind === 'ratio' ? '×' : row.kind === 'diff' ? ' KB' : row.kind === 'count' ? '' : ` ${row.unit}`;
+  const op = row.op === '<=' ? '≤' : '≥';
+  return row.target === row.minimum ? `${op} ${row.target}${u}` : `${op} ${row.target}${u} (min. ${row.minimum}${u})`;
+}
+
+function markdown(result) {
+  const { meta, summary, flags } = result;
+  const p = meta.params;
+  const lines = [];
+  lines.push(`## coolkit bench: ${meta.size} (${p.devices} devices, ${p.rounds} round${p.rounds > 1 ? 's' : ''})`);
+  lines.push('');
+  lines.push(`${meta.node}, ${meta.nodeRed}, ${meta.cpus} cores (${meta.cpuModel}); ${meta.pinning.enabled ? `server pinned to core ${meta.pinning.server}, generator to core ${meta.pinning.generator} (taskset)` : `NOT pinned: ${meta.pinning.reason}`}; open files ${meta.openFiles.soft}/${meta.openFiles.hard}; ${meta.durationS} s.`);
+  lines.push(`Ratios are ours ÷ baseline within a round; median [min..max] over rounds. Run: **${result.valid ? 'VALID' : 'INVALID'}**.`);
+  lines.push('');
+  lines.push('| Goal | Metric | Baseline | Baseline (median) | Ours (median) | Ratio / value: median [min..max] | Target | Result |');
+  lines.push('|---|---|---|---|---|---|---|---|');
+  for (const r of summary.rows) {
+    lines.push(`| ${r.id} | ${r.metric} | ${r.baseline} | ${fmt(r.baselineMedian, r.unit)} | ${r.kind === 'na' && r.oursMedian === null ? r.note : fmt(r.oursMedian, r.unit)} | ${r.kind === 'na' ? '—' : fmtValue(r)} | ${fmtTarget(r)} | ${r.result} |`);
+  }
+  const notes = summary.rows.filter((r) => r.notes.length > 0);
+  if (notes.length > 0) {
+    lines.push('');
+    lines.push('Notes:');
+    for (const r of notes) for (const n of [...new Set(r.notes)]) lines.push(`- ${r.id}: ${n}`);
+  }
+  lines.push('');
+  lines.push('Per round (absolute values):');
+  lines.push('');
+  lines.push('| Round | B-ack knee | ours knee | half load | B-ack cpu/upd | ours cpu/upd | B-echo cpu/upd | ours ack p99 (half) | B-ack ack p99 (half) | herd plain B/ours | herd TLS B/ours | B-fanout frames/s |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of result.rounds) {
+    const s = r.sessions;
+    const knee = (k) => (k ? `${k.knee}/s (${k.bound})` : '—');
+    const us = (x) => (typeof x === 'number' ? `${x.toFixed(1)} µs` : '—');
+    const ms = (x) => (typeof x === 'number' ? `${x} ms` : '—');
+    const herd = (a, b) => `${a ? `${a.rate}/s` : '—'} / ${b ? `${b.rate}/s` : '—'}`;
+    lines.push(`| ${r.round} | ${knee(s['B-ack']?.knee)} | ${knee(s.ours?.knee)} | ${r.halfRate}/s | ${us(s['B-ack']?.fixed?.cpuPerUpdUs)} | ${us(s.ours?.fixed?.cpuPerUpdUs)} | ${us(s['B-echo']?.fixed?.cpuPerUpdUs)} | ${ms(s.ours?.half?.gen.ack.p99)} | ${ms(s['B-ack']?.half?.gen.ack.p99)} | ${herd(s['B-idle']?.herd, s.ours?.herd)} | ${herd(s['B-tls']?.herd, s['ours-tls']?.herd)} | ${s['B-fanout']?.fixed?.gen.deliveryRate ?? '—'} |`);
+  }
+  if (flags.length > 0) {
+    lines.push('');
+    lines.push('Flags:');
+    for (const f of [...new Set(flags)]) lines.push(`- ${f}`);
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+module.exports = { summarise, markdown, median, spread };

@@ -1,0 +1,171 @@
+'use strict';
+// "Ours": CoolkitCloud measured THROUGH Node-RED. This child embeds the Node-RED runtime
+// (RED.init + RED.start, no editor, no HTTP admin) in its own process, so the probe
+// (process.cpuUsage, monitorEventLoopDelay, memory after GC) measures the whole server: the
+// cloud, the `coolkit-server` config node, a `sonoff-device-in` node for all devices and a
+// counting sink node, wired as a user would:
+//
+//   coolkit-server (127.0.0.1:PORT, tls off|auto)  <-  sonoff-device-in (all devices, all events)  ->  coolkit-bench-sink
+//
+// Arguments: --package DIR (a snapshot of the built package: package.json + dist/ + node_modules link)
+//            --port N  [--tls CERT,KEY]  [--runtime node-red|node-red-5]  [--sinks K]
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { performance, createHistogram } = require('node:perf_hooks');
+const { serve } = require('./lib/ipc');
+const { Probe, sleep } = require('./lib/probe');
+
+function arg(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+}
+
+const pkgDir = path.resolve(arg('package', path.resolve(__dirname, '../..')));
+const port = Number(arg('port', '0'));
+const tls = arg('tls', '');
+const runtimeName = arg('runtime', 'node-red');
+const sinks = Math.max(1, Number(arg('sinks', '1')));
+
+// The sink node: counts what reaches it and how long after the device's intended send time.
+const SINK_JS = `'use strict';
+const { performance, createHistogram } = require('node:perf_hooks');
+module.exports = function (RED) {
+  function CoolkitBenchSink(config) {
+    RED.nodes.createNode(this, config);
+    const bench = globalThis.__coolkitBench;
+    const server = RED.nodes.getNode(config.server);
+    if (server && server.cloud) bench.cloud = server.cloud;
+    this.on('input', function (msg, send, done) {
+      bench.msgs++;
+      if (msg.event === 'update') {
+        bench.updates++;
+        const t = msg.payload && msg.payload.benchTs;
+        if (typeof t === 'number') {
+          const us = Math.round((performance.timeOrigin + performance.now() - t) * 1000);
+          bench.delivery.record(us > 0 ? us : 1);
+        }
+      } else bench.status++;
+      done();
+    });
+  }
+  RED.nodes.registerType('coolkit-bench-sink', CoolkitBenchSink);
+};
+`;
+
+globalThis.__coolkitBench = { msgs: 0, updates: 0, status: 0, delivery: createHistogram(), cloud: undefined };
+const bench = globalThis.__coolkitBench;
+
+function makeUserDir() {
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), 'coolkit-bench-nr-'));
+  const mods = path.join(userDir, 'node_modules');
+  fs.mkdirSync(mods);
+  fs.symlinkSync(pkgDir, path.join(mods, 'node-red-contrib-coolkit'), 'dir');
+  const sinkDir = path.join(mods, 'coolkit-bench-sink');
+  fs.mkdirSync(sinkDir);
+  fs.writeFileSync(path.join(sinkDir, 'package.json'), JSON.stringify({ name: 'coolkit-bench-sink', version: '1.0.0', 'node-red': { nodes: { 'coolkit-bench-sink': 'sink.js' } } }));
+  fs.writeFileSync(path.join(sinkDir, 'sink.js'), SINK_JS);
+  fs.writeFileSync(path.join(sinkDir, 'sink.html'), '<script type="text/javascript">RED.nodes.registerType("coolkit-bench-sink",{category:"function",defaults:{server:{value:""}},inputs:1,outputs:0});</script>\n');
+  fs.writeFileSync(path.join(userDir, 'package.json'), JSON.stringify({ name: 'coolkit-bench', private: true }));
+  if (tls) {
+    // Pre-seed the "auto" certificate so the cloud serves the same RSA-2048 cert as the TLS baseline.
+    const [certFile, keyFile] = tls.split(',');
+    const tlsDir = path.join(userDir, 'coolkit', 'tls');
+    fs.mkdirSync(tlsDir, { recursive: true });
+    fs.copyFileSync(certFile, path.join(tlsDir, 'cert.pem'));
+    fs.copyFileSync(keyFile, path.join(tlsDir, 'key.pem'));
+  }
+  const sinkIds = Array.from({ length: sinks }, (_, i) => `sink${i}`);
+  const flows = [
+    { id: 'benchtab', type: 'tab', label: 'bench' },
+    { id: 'benchsrv', type: 'coolkit-server', name: 'bench', bind: '127.0.0.1', port, advertiseHost: '127.0.0.1', tls: tls ? 'auto' : 'off', certFile: '', keyFile: '', legacyTls: true, hbInterval: 145, commandTimeout: 10, admission: 'open' },
+    { id: 'benchin', type: 'sonoff-device-in', z: 'benchtab', name: '', server: 'benchsrv', deviceid: '', events: 'all', x: 100, y: 100, wires: [sinkIds] },
+    ...sinkIds.map((id, i) => ({ id, type: 'coolkit-bench-sink', z: 'benchtab', server: 'benchsrv', x: 300, y: 100 + 40 * i, wires: [] })),
+  ];
+  fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
+  return userDir;
+}
+
+const userDir = makeUserDir();
+const RED = require(runtimeName);
+const settings = {
+  userDir,
+  flowFile: 'flows.json',
+  credentialSecret: 'coolkit-bench',
+  httpAdminRoot: false,
+  httpNodeRoot: false,
+  uiHost: '127.0.0.1',
+  logging: { console: { level: 'warn', metrics: false, audit: false } },
+  diagnostics: { enabled: false },
+  telemetry: { enabled: false },
+  externalModules: { palette: { allowInstall: false } },
+  editorTheme: { projects: { enabled: false } },
+};
+
+const probe = new Probe(() => {
+  const cloud = bench.cloud;
+  return {
+    online: cloud ? cloud.onlineCount : 0,
+    state: cloud ? cloud.state : 'none',
+    sinkMsgs: bench.msgs,
+    sinkUpdates: bench.updates,
+    sinkStatus: bench.status,
+  };
+});
+
+let started;
+async function start() {
+  RED.init(settings);
+  await RED.start();
+  const until = Date.now() + 60_000;
+  while (!bench.cloud || bench.cloud.state !== 'listening') {
+    if (bench.cloud && bench.cloud.state === 'error') throw new Error(`coolkit-server failed: ${bench.cloud.lastError && bench.cloud.lastError.message}`);
+    if (Date.now() > until) throw new Error('coolkit-server did not start listening within 60 s');
+    await sleep(50);
+  }
+}
+
+function deliverySummary() {
+  const h = bench.delivery;
+  const ms = (ns) => Math.round(ns / 10) / 100; // histogram holds µs
+  if (h.count === 0) return { count: 0 };
+  return { count: h.count, p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) };
+}
+
+serve({
+  async info() {
+    started ??= start();
+    await started;
+    return {
+      port: bench.cloud.port,
+      mode: 'nodered',
+      tls: Boolean(tls),
+      pid: process.pid,
+      node: process.version,
+      nodeRed: RED.version,
+      userDir,
+      base: `${tls ? 'https' : 'http'}://127.0.0.1:${bench.cloud.port}`,
+    };
+  },
+  reset() {
+    bench.delivery.reset();
+    return probe.reset();
+  },
+  snapshot() {
+    return { ...probe.snapshot(), delivery: deliverySummary() };
+  },
+  memory: () => probe.memory(),
+  profileStart: (args) => probe.profileStart(args),
+  profileStop: (args) => probe.profileStop(args),
+  async stop() {
+    try {
+      await Promise.race([RED.stop(), sleep(5000)]);
+    } catch { /* exiting anyway */ }
+    fs.rmSync(userDir, { recursive: true, force: true });
+    setTimeout(() => process.exit(0), 20);
+    return {};
+  },
+});
+process.on('exit', () => {
+  try { fs.rmSync(userDir, { recursive: true, force: true }); } catch { /* best effort */ }
+});
