@@ -18,7 +18,7 @@ const node22 = path.join(root, 'node_modules', 'node22', 'bin', 'node');
 
 const only = process.argv.slice(2);
 const suites = [
-  { name: 'unit + cloud + hub', node: node20, files: ['test/unit/**/*.test.js', 'test/cloud/**/*.test.js', 'test/hub/**/*.test.js', 'test/bench/**/*.test.js'] },
+  { name: 'unit + cloud + hub', node: node20, files: ['test/unit/**/*.test.js', 'test/cloud/**/*.test.js', 'test/hub/**/*.test.js', 'test/hardening/**/*.test.js', 'test/bench/**/*.test.js'] },
   { name: 'nodes, Node-RED 4.1', node: node20, files: ['test/nodes/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red' } },
   { name: 'nodes, Node-RED 5', node: node22, files: ['test/nodes/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red-5' } },
   { name: 'e2e, Node-RED 4.1', node: node20, files: ['test/e2e/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red' } },
