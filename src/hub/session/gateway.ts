@@ -192,6 +192,8 @@ export class HubGateway {
   }
 
   private onFrame(conn: HubConnection, data: RawData, isBinary: boolean): void {
+    // Frames already in flight when we decided to close are not handled (nor counted) again.
+    if (!conn.isOpen) return;
     conn.alive = true;
     if (isBinary) {
       conn.close(HubCloseCode.UNSUPPORTED_DATA, 'text frames only');
