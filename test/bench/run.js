@@ -38,19 +38,19 @@ const SIZES = {
     devices: 50, memLow: 25, memHigh: 50, tlsDevices: 50, rounds: 1,
     warmupMs: 300, measureMs: 1000, settleMs: 300,
     kneeStart: 200, kneeFactor: 1.6, kneeMax: 700, kneeWarmupMs: 200, kneeMeasureMs: 800, kneeRefine: false,
-    fixedRate: 300, fanoutRate: 100, subscribers: 50, pingRate: 25, pingMs: 1000, concurrency: 500, quietMaxMs: 0,
+    fixedRate: 300, fanoutRate: 100, subscribers: 50, pingRate: 25, pingMs: 1000, concurrency: 500, quietMaxMs: 0, kneeRetries: 1,
   },
   medium: {
     devices: 3000, memLow: 1000, memHigh: 3000, tlsDevices: 1000, rounds: 3,
     warmupMs: 1000, measureMs: 3000, settleMs: 1500,
     kneeStart: 3000, kneeFactor: 1.4, kneeMax: 45000, kneeWarmupMs: 500, kneeMeasureMs: 2000, kneeRefine: true,
-    fixedRate: 5000, fanoutRate: 400, subscribers: 50, pingRate: 103, pingMs: 4000, concurrency: 500, quietMaxMs: 10_000,
+    fixedRate: 5000, fanoutRate: 400, subscribers: 50, pingRate: 103, pingMs: 4000, concurrency: 500, quietMaxMs: 5000, kneeRetries: 1,
   },
   full: {
     devices: 15000, memLow: 5000, memHigh: 15000, tlsDevices: 15000, rounds: 5,
     warmupMs: 2000, measureMs: 5000, settleMs: 5000,
     kneeStart: 4000, kneeFactor: 1.25, kneeMax: 60000, kneeWarmupMs: 1000, kneeMeasureMs: 3000, kneeRefine: true,
-    fixedRate: 10000, fanoutRate: 400, subscribers: 50, pingRate: 103, pingMs: 10000, concurrency: 500, quietMaxMs: 20_000,
+    fixedRate: 10000, fanoutRate: 400, subscribers: 50, pingRate: 103, pingMs: 10000, concurrency: 500, quietMaxMs: 20_000, kneeRetries: 2,
   },
 };
 
@@ -272,7 +272,7 @@ class Bench {
     let lo = 0;
     let hi = 0;
     let bound = 'max-rate';
-    const step = async (rate, retry = 2) => {
+    const step = async (rate, retry = this.size.kneeRetries ?? 1) => {
       const r = await this.timed(srv, { rate, warmupMs: s.kneeWarmupMs, measureMs: s.kneeMeasureMs, graceMs: 1000 });
       const lost = r.gen.unacked + r.gen.skipped + r.gen.errors;
       const p99 = r.gen.ack.p99;
@@ -285,7 +285,7 @@ class Bench {
       // busy comes from outside (the machine is shared).
       entry.genSaturated = r.genInvalid.length > 0 && r.gen.gen.cpuPct > GEN_LIMITS.cpuPct * 0.9;
       entry.outsideStall = r.genInvalid.length > 0 && !entry.genSaturated;
-      // A failed or disturbed step is tried again (twice at most) before it counts.
+      // A failed or disturbed step is tried again (kneeRetries times) before it counts.
       if (retry > 0 && (!pass || entry.outsideStall)) {
         const again = await step(rate, retry - 1);
         again.retried = true;
@@ -546,6 +546,7 @@ if (require.main === module) {
   }
   const onSignal = () => {
     bench.killAll();
+    if (bench.pkg) fs.rmSync(bench.pkg, { recursive: true, force: true });
     process.exit(130);
   };
   process.on('SIGINT', onSignal);
@@ -555,6 +556,7 @@ if (require.main === module) {
     (err) => {
       console.error(err.stack || err);
       bench.killAll();
+      if (bench.pkg) fs.rmSync(bench.pkg, { recursive: true, force: true });
       process.exit(1);
     },
   );
