@@ -90,6 +90,7 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
   readonly metering: MeteringKeeper;
   readonly admission: Admission;
   private readonly apps = new Set<AppSession>();
+  private readonly capsCache = new WeakMap<DeviceRecord, { model: string; caps: Capabilities }>();
 
   constructor(options: Partial<CloudOptions> & Pick<CloudOptions, 'stateDir' | 'logger'>) {
     super();
@@ -348,8 +349,17 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
     return record ? this.capabilitiesOfRecord(record) : undefined;
   }
 
+  /**
+   * Capabilities are looked up on every report, so they are cached per record: for good once
+   * known from the model or recognised from params (a device does not change family), and
+   * recomputed while a device is still unknown.
+   */
   private capabilitiesOfRecord(record: DeviceRecord): Capabilities {
-    return capabilitiesOf(record.model, record.params);
+    const cached = this.capsCache.get(record);
+    if (cached && cached.model === record.model) return cached.caps;
+    const caps = capabilitiesOf(record.model, record.params);
+    if (caps.family !== 'unknown') this.capsCache.set(record, { model: record.model, caps });
+    return caps;
   }
 
   /** Keep live power readings coming from a device ('' = every power meter); returns the stop function. */
