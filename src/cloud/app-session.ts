@@ -37,6 +37,7 @@ export interface AppHost {
 export class AppSession {
   apikey: string | undefined;
   lastSeen = Date.now();
+  readonly openedAt = Date.now();
   private closed = false;
   private readonly bucket: TokenBucket;
 

@@ -350,15 +350,15 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
   }
 
   /**
-   * Capabilities are looked up on every report, so they are cached per record: for good once
-   * known from the model or recognised from params (a device does not change family), and
-   * recomputed while a device is still unknown.
+   * Capabilities are looked up on every report, so those known from the model are cached per
+   * record. Those recognised from params are recomputed: a later report can reveal more (a
+   * power meter whose first report only had `switch`).
    */
   private capabilitiesOfRecord(record: DeviceRecord): Capabilities {
     const cached = this.capsCache.get(record);
     if (cached && cached.model === record.model) return cached.caps;
     const caps = capabilitiesOf(record.model, record.params);
-    if (caps.family !== 'unknown') this.capsCache.set(record, { model: record.model, caps });
+    if (caps.source === 'model') this.capsCache.set(record, { model: record.model, caps });
     return caps;
   }
 
@@ -441,8 +441,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
       }
     }
     this.offlineQueue.expire(now);
+    const loginBefore = now - this.options.registerDeadlineMs;
     for (const app of this.apps) {
-      if (app.lastSeen < silentBefore) app.terminate();
+      // Silent apps, and apps that never logged in within the register deadline, are dropped.
+      if (app.lastSeen < silentBefore || (!app.authenticated && app.openedAt < loginBefore)) app.terminate();
     }
     if (++this.sweeps % 12 === 0) this.importPending();
     const registerBefore = now - this.options.registerDeadlineMs;

@@ -57,7 +57,7 @@ export function loadKeyPairFiles(certFile: string, keyFile: string): KeyPair {
 
 /** Server TLS options; `legacy` admits TLS 1.0 and weak ciphers for old device firmware. */
 export function serverTlsOptions(pair: KeyPair, legacy: boolean): TlsOptions & SecureContextOptions {
-  const options: TlsOptions & SecureContextOptions = { cert: pair.cert, key: pair.key };
+  const options: TlsOptions & SecureContextOptions = { cert: pair.cert, key: pair.key, handshakeTimeout: 15_000 }; // a socket that never completes the handshake is cut (Node's default: 120 s)
   if (legacy) {
     options.minVersion = 'TLSv1';
     options.ciphers = 'DEFAULT:@SECLEVEL=0';
