@@ -160,7 +160,12 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
       }
       server = https.createServer(serverTlsOptions(pair, this.options.legacyTls), handler);
       server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
-        this.warn(`tls:${socket.remoteAddress}`, `TLS handshake with ${socket.remoteAddress ?? '?'} failed (${err.code ?? err.message}); firmware that verifies the vendor certificate cannot use a local server`);
+        const code = err.code ?? '';
+        // A client that rejects our certificate (an alert, or a reset right after it) is firmware
+        // that verifies the vendor's certificate; other failures (timeouts, plain HTTP) are not.
+        const rejected = /ALERT_(CERTIFICATE|BAD_CERTIFICATE|UNKNOWN_CA|DECRYPT)|ECONNRESET/.test(code);
+        const hint = rejected ? '; firmware that verifies the vendor certificate cannot use a local server' : '';
+        this.warn(`tls:${socket.remoteAddress}`, `TLS handshake with ${socket.remoteAddress ?? '?'} failed (${code || bounded(err.message, 80)})${hint}`);
       });
     }
     server.headersTimeout = 10_000;
@@ -601,9 +606,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
     this.throttled.warn(key, message);
   }
 
+  /** A problem the user should see: to the 'warning' listeners (the node shows it as an error), else to the log. */
   private reportWarning(err: Error): void {
-    this.options.logger.warn(bounded(err.message));
     if (this.listenerCount('warning') > 0) this.emit('warning', err);
+    else this.options.logger.warn(bounded(err.message));
   }
 
   private setState(state: CloudState): void {
