@@ -5,7 +5,8 @@
 import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import type { DeviceEvent } from '../src/cloud/server';
 import type { DeviceEventKind } from '../src/cloud/router';
-import type { CoolkitServerNode, ServerUser } from './types';
+import type { ServerUser } from './types';
+import { findServer } from './shared';
 
 interface DeviceInConfig extends NodeDef {
   server: string;
@@ -19,12 +20,8 @@ export = function register(RED: NodeAPI): void {
   function SonoffDeviceIn(this: Node, config: DeviceInConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.subscribe !== 'function') {
-      node.error(RED._('sonoff-device-in.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-in.errors.missing-server') });
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'sonoff-device-in');
+    if (!server) return;
     const deviceid = (config.deviceid ?? '').trim().toLowerCase();
     const events = config.events === 'update' || config.events === 'status' ? config.events : 'all';
     let serverHealthy = false;

@@ -7,7 +7,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from 'node
 import { payloadToParams, summariseParams } from '../src/protocol/commands';
 import { capabilitiesOf } from '../src/protocol/capabilities';
 import { CoolkitError, ErrorCode } from '../src/protocol/errors';
-import type { CoolkitServerNode, ServerUser } from './types';
+import type { ServerUser } from './types';
+import { findServer } from './shared';
 
 interface DeviceOutConfig extends NodeDef {
   server: string;
@@ -24,13 +25,8 @@ export = function register(RED: NodeAPI): void {
   function SonoffDeviceOut(this: Node, config: DeviceOutConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.register !== 'function') {
-      node.error(RED._('sonoff-device-out.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-out.errors.missing-server') });
-      node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new Error(RED._('sonoff-device-out.errors.missing-server'))));
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'sonoff-device-out');
+    if (!server) return;
     const configured = (config.deviceid ?? '').trim().toLowerCase();
     const offline = config.offline === 'queue' ? 'queue' : 'fail';
     const expirySeconds = Number(config.queueExpiry);

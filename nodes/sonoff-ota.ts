@@ -15,7 +15,8 @@ import type { CoolkitCloud } from '../src/cloud/server';
 import { FirmwareServer } from '../src/cloud/firmware/server';
 import { FirmwareError, FirmwareStore, type FirmwareEntry } from '../src/cloud/firmware/store';
 import { OtaManager, type OtaProgress } from '../src/cloud/firmware/ota';
-import type { CoolkitServerNode, ServerUser } from './types';
+import type { ServerUser } from './types';
+import { findServer } from './shared';
 import { storeFirmwareProvider } from '../src/hub/zhiting/firmware';
 
 interface OtaConfig extends NodeDef {
@@ -150,13 +151,8 @@ export = function register(RED: NodeAPI): void {
   function SonoffOta(this: Node, config: OtaConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.register !== 'function') {
-      node.error(RED._('sonoff-ota.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('sonoff-ota.errors.missing-server') });
-      node.on('input', (_m: NodeMessageInFlow, _s: unknown, done: Done) => done(new Error(RED._('sonoff-ota.errors.missing-server'))));
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'sonoff-ota');
+    if (!server) return;
     const cloud = server.cloud;
     const userDir = (RED.settings as { userDir?: string }).userDir ?? path.join(os.homedir(), '.node-red');
     const { store, warning } = storeFor(path.join(userDir, 'coolkit', 'firmware'));

@@ -35,6 +35,7 @@ import {
   type WireTimer,
 } from '../src/protocol/timers';
 import type { CoolkitServerNode, ServerUser } from './types';
+import { findServer } from './shared';
 
 interface TimerNodeConfig extends NodeDef {
   server: string;
@@ -300,13 +301,8 @@ function register(RED: NodeAPI): void {
   function SonoffTimer(this: Node, config: TimerNodeConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.register !== 'function') {
-      node.error(RED._('sonoff-timer.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('sonoff-timer.errors.missing-server') });
-      node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new Error(RED._('sonoff-timer.errors.missing-server'))));
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'sonoff-timer');
+    if (!server) return;
     const configuredZone = (config.timezone ?? '').trim();
     const timezone = configuredZone ? canonicalTimeZone(configuredZone) : systemTimeZone();
     if (!timezone) {

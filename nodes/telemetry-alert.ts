@@ -19,7 +19,8 @@ import { normaliseRules } from '../src/hub/telemetry/alerts';
 import { SEVERITIES, type Severity } from '../src/hub/telemetry/filters';
 import { secretProblem, signToken, DEFAULT_TTL_S } from '../src/hub/telemetry/jwt';
 import { stateFileFor, TelemetryServer, type ListenChoice } from '../src/hub/telemetry/server';
-import type { CoolkitServerNode, ServerUser } from './types';
+import type { ServerUser } from './types';
+import { findServer, isPlainObject, numberIn } from './shared';
 
 interface TelemetryAlertConfig extends NodeDef {
   server: string;
@@ -47,19 +48,10 @@ const DEFAULT_PATH = '/ws';
 const RETRY_LISTEN_MS = 15_000;
 const STATUS_COALESCE_MS = 250;
 
-function toNumber(value: unknown, fallback: number, min: number, max: number): number {
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  return typeof n === 'number' && Number.isFinite(n) && n >= min && n <= max ? n : fallback;
-}
-
 /** A path for the WebSocket: starts with `/`, no query, no spaces, no trailing `/`. */
 function checkPath(value: unknown): string | undefined {
   const p = typeof value === 'string' && value.trim() !== '' ? value.trim().replace(/\/+$/, '') : DEFAULT_PATH;
   return /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(p) ? p : undefined;
-}
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 class InputError extends Error {
@@ -73,19 +65,14 @@ export = function register(RED: NodeAPI): void {
   function TelemetryAlert(this: TelemetryAlertNode & { credentials?: TelemetryAlertCredentials }, config: TelemetryAlertConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.subscribe !== 'function') {
-      node.error(RED._('telemetry-alert.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('telemetry-alert.errors.missing-server') });
-      node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new Error(RED._('telemetry-alert.errors.missing-server'))));
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'telemetry-alert');
+    if (!server) return;
     const secret = node.credentials?.jwtSecret ?? '';
     const secretIssue = secretProblem(secret);
     node.jwtSecret = secretIssue ? undefined : secret;
     const listenMode = config.listen === 'node-red' ? 'node-red' : 'port';
     const bind = (config.bind ?? '').trim() || '0.0.0.0';
-    const port = Math.trunc(toNumber(config.port, DEFAULT_PORT, 0, 65535));
+    const port = Math.trunc(numberIn(config.port, DEFAULT_PORT, 0, 65535));
     const path = checkPath(config.path);
     const { origins, invalid } = parseOrigins(config.origins);
     if (invalid.length > 0) node.warn(RED._('telemetry-alert.errors.bad-origins', { origins: invalid.join(', ') }));
@@ -216,7 +203,7 @@ export = function register(RED: NodeAPI): void {
       try {
         let p = msg.payload;
         if (typeof p === 'string' && p.trim() !== '') p = { title: p };
-        if (!isObj(p)) throw new InputError(RED._('telemetry-alert.errors.bad-input'));
+        if (!isPlainObject(p)) throw new InputError(RED._('telemetry-alert.errors.bad-input'));
         const action = p.action ?? 'raise';
         const key = p.key !== undefined ? String(p.key) : typeof msg.topic === 'string' && msg.topic !== '' ? msg.topic : undefined;
         if (action === 'clear') {
@@ -231,7 +218,7 @@ export = function register(RED: NodeAPI): void {
         const severity = p.severity ?? 'warning';
         if (typeof severity !== 'string' || !(SEVERITIES as readonly string[]).includes(severity)) throw new InputError(RED._('telemetry-alert.errors.bad-severity'));
         const metadata = p.metadata;
-        if (metadata !== undefined && !isObj(metadata)) throw new InputError(RED._('telemetry-alert.errors.bad-metadata'));
+        if (metadata !== undefined && !isPlainObject(metadata)) throw new InputError(RED._('telemetry-alert.errors.bad-metadata'));
         if (metadata && JSON.stringify(metadata).length > 4096) throw new InputError(RED._('telemetry-alert.errors.bad-metadata'));
         telemetry.service.raise({
           key,

@@ -35,7 +35,8 @@ import {
   type ThermostatSetting,
   type ThermostatView,
 } from '../src/protocol/thermostat';
-import type { CoolkitServerNode, ServerUser } from './types';
+import type { ServerUser } from './types';
+import { findServer } from './shared';
 
 interface ThermostatConfig extends NodeDef {
   server: string;
@@ -82,13 +83,8 @@ export = function register(RED: NodeAPI): void {
   function ThermostatTargets(this: Node, config: ThermostatConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.register !== 'function') {
-      node.error(RED._('thermostat-targets.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('thermostat-targets.errors.missing-server') });
-      node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new Error(RED._('thermostat-targets.errors.missing-server'))));
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'thermostat-targets');
+    if (!server) return;
     const cloud = server.cloud;
     const local = config.control === 'local';
     const configured = (config.deviceid ?? '').trim().toLowerCase();

@@ -19,6 +19,7 @@ import type { HubConnection } from '../src/hub/session/connection';
 import { ZhitingHub, type VirtualSetRequest } from '../src/hub/zhiting/api';
 import type { FirmwareProvider } from '../src/hub/zhiting/firmware';
 import type { CoolkitServerNode, ServerUser } from './types';
+import { findServer, isPlainObject, numberIn } from './shared';
 
 interface BridgeConfig extends NodeDef {
   server: string;
@@ -44,11 +45,6 @@ const DEFAULT_PATH = '/ws';
 const RETRY_LISTEN_MS = 15_000;
 const STATUS_COALESCE_MS = 250;
 
-function toNumber(value: unknown, fallback: number, min: number, max: number): number {
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
-  return typeof n === 'number' && Number.isFinite(n) && n >= min && n <= max ? n : fallback;
-}
-
 function isTrue(value: unknown): boolean {
   return value === true || value === 'true';
 }
@@ -57,10 +53,6 @@ function isTrue(value: unknown): boolean {
 function checkPath(value: unknown): string | undefined {
   const p = typeof value === 'string' && value.trim() !== '' ? value.trim() : DEFAULT_PATH;
   return /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(p) ? p : undefined;
-}
-
-function isObj(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 class InputError extends Error {
@@ -74,21 +66,16 @@ export = function register(RED: NodeAPI): void {
   function ZhitingBridge(this: Node & { credentials?: BridgeCredentials }, config: BridgeConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = RED.nodes.getNode(config.server) as CoolkitServerNode | null;
-    if (!server || typeof server.subscribe !== 'function') {
-      node.error(RED._('zhiting-bridge.errors.missing-server'));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('zhiting-bridge.errors.missing-server') });
-      node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new Error(RED._('zhiting-bridge.errors.missing-server'))));
-      return;
-    }
+    const server = findServer(RED, node, config.server, 'zhiting-bridge');
+    if (!server) return;
     const token = node.credentials?.token ?? '';
     const listenMode = config.listen === 'node-red' ? 'node-red' : 'port';
     const bind = (config.bind ?? '').trim() || '0.0.0.0';
-    const port = Math.trunc(toNumber(config.port, DEFAULT_PORT, 0, 65535));
+    const port = Math.trunc(numberIn(config.port, DEFAULT_PORT, 0, 65535));
     const path = checkPath(config.path);
-    const maxPayload = Math.trunc(toNumber(config.maxPayload, 65536, 1024, 16 * 1024 * 1024));
-    const rate = toNumber(config.rateLimit, 100, 1, 10_000);
-    const answerMs = toNumber(config.answerTimeout, 2, 0, 60) * 1000;
+    const maxPayload = Math.trunc(numberIn(config.maxPayload, 65536, 1024, 16 * 1024 * 1024));
+    const rate = numberIn(config.rateLimit, 100, 1, 10_000);
+    const answerMs = numberIn(config.answerTimeout, 2, 0, 60) * 1000;
     const { origins, invalid } = parseOrigins(config.origins);
     if (invalid.length > 0) node.warn(RED._('zhiting-bridge.errors.bad-origins', { origins: invalid.join(', ') }));
     const logger: Logger = {
@@ -260,7 +247,7 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessageInFlow & { set_id?: unknown }, _send: unknown, done: Done) => {
       const p = msg.payload;
       try {
-        if (!isObj(p)) throw new InputError(RED._('zhiting-bridge.errors.bad-input'));
+        if (!isPlainObject(p)) throw new InputError(RED._('zhiting-bridge.errors.bad-input'));
         switch (p.action) {
           case 'define':
             hub.defineVirtual(p.device);
@@ -268,7 +255,7 @@ export = function register(RED: NodeAPI): void {
           case 'update': {
             if (typeof p.identity === 'string' && !hub.virtual.get(p.identity)) throw new InputError(RED._('zhiting-bridge.errors.no-virtual', { identity: p.identity }), 404);
             const updates = Array.isArray(p.attributes)
-              ? p.attributes.map((a) => (isObj(a) ? a : {}) as { instance_id: unknown; attribute: unknown; val: unknown })
+              ? p.attributes.map((a) => (isPlainObject(a) ? a : {}) as { instance_id: unknown; attribute: unknown; val: unknown })
               : [{ instance_id: p.instance_id, attribute: p.attribute, val: p.val }];
             hub.updateVirtual(p.identity, updates);
             break;
