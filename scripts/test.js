@@ -23,6 +23,8 @@ const suites = [
   { name: 'nodes, Node-RED 5', node: node22, files: ['test/nodes/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red-5' } },
   { name: 'e2e, Node-RED 4.1', node: node20, files: ['test/e2e/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red' } },
   { name: 'e2e, Node-RED 5', node: node22, files: ['test/e2e/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red-5' } },
+  // several Node-RED processes sharing a real Mosquitto (Debian's, started by the tests themselves)
+  { name: 'cluster (mqtt), Node-RED 4.1', node: node20, files: ['test/cluster/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red' } },
   { name: 'editor in chromium', node: node20, files: ['test/browser/**/*.test.js'], env: { COOLKIT_NODE_RED: 'node-red' } },
 ].filter((s) => only.length === 0 || only.some((o) => s.name.includes(o)));
 
@@ -53,6 +55,10 @@ function run(suite) {
     child.on('close', (code) => {
       const count = (word) => Number((out.match(new RegExp(`(\\d+) ${word}`)) || [0, 0])[1]);
       const result = { passed: count('passing'), failed: count('failing'), skipped: count('pending'), code };
+      // mocha's failure report (everything from "N failing" on), repeated at the very end of the run
+      // so a CI log that keeps only its tail still says what failed and why
+      const at = out.search(/\n\s*\d+ failing/);
+      if (at >= 0) result.failures = out.slice(at).trim().slice(0, 6000);
       if (code !== 0 && result.failed === 0) result.failed = 1; // a crash counts as a failure
       resolve(result);
     });
@@ -62,12 +68,17 @@ function run(suite) {
 (async () => {
   const totals = { passed: 0, failed: 0, skipped: 0 };
   const rows = [];
+  const reports = [];
   for (const suite of suites) {
     const r = await run(suite);
+    reports.push({ name: suite.name, failures: r.failures });
     rows.push(`${suite.name.padEnd(24)} ${String(r.passed).padStart(4)} passed ${String(r.failed).padStart(3)} failed ${String(r.skipped).padStart(3)} skipped`);
     totals.passed += r.passed;
     totals.failed += r.failed;
     totals.skipped += r.skipped;
+  }
+  for (const { name, failures } of reports) {
+    if (failures) console.log(`\n--- failures in ${name} ---\n${failures}`);
   }
   console.log(`\n${rows.join('\n')}`);
   console.log(`tests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`);
