@@ -7,6 +7,7 @@ import type { DeviceEvent } from '../src/cloud/server';
 import type { DeviceEventKind } from '../src/cloud/router';
 import type { ServerUser } from './types';
 import { findServer } from './shared';
+import { cloneJson } from '../src/protocol/state';
 
 interface DeviceInConfig extends NodeDef {
   server: string;
@@ -49,8 +50,9 @@ export = function register(RED: NodeAPI): void {
       if (events === 'status' && !isStatus) return;
       const msg: Record<string, unknown> = {
         topic: ev.deviceid,
-        payload: structuredClone(ev.params),
-        state: structuredClone(ev.state),
+        // copies, so a flow that changes the message cannot change the stored state
+        payload: cloneJson(ev.params),
+        state: cloneJson(ev.state),
         normalized: ev.normalized,
         event: kind,
         device: ev.device,

@@ -63,6 +63,8 @@ export class DeviceSession {
   private readonly bucket: TokenBucket;
   private registering = false;
   private closed = false;
+  /** The update ack is the same bytes every time for a device: encoded once, on its first report. */
+  private ackFrame: { apikey: string; bytes: Buffer } | undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -113,6 +115,12 @@ export class DeviceSession {
   send(obj: unknown): void {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
     this.ws.send(JSON.stringify(obj));
+  }
+
+  /** Send an already encoded text frame (ws does not copy an unmasked Buffer). */
+  private sendBytes(bytes: Buffer): void {
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(bytes, { binary: false });
   }
 
   close(code: number, reason: string): void {
@@ -237,7 +245,12 @@ export class DeviceSession {
   }
 
   private onUpdate(record: DeviceRecord, msg: UpdateMessage): void {
-    this.send(buildUpdateAck(record.deviceid, record.apikey));
+    let ack = this.ackFrame;
+    if (!ack || ack.apikey !== record.apikey) {
+      ack = { apikey: record.apikey, bytes: Buffer.from(JSON.stringify(buildUpdateAck(record.deviceid, record.apikey))) };
+      this.ackFrame = ack;
+    }
+    this.sendBytes(ack.bytes);
     this.host.report(this, record, msg.params);
   }
 

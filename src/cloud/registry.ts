@@ -32,6 +32,8 @@ interface StateFile {
 }
 
 const STATE_VERSION = 1;
+/** Longest stretch of state-file serialisation between two turns of the event loop. */
+const SERIALISE_SLICE_MS = 4;
 
 function checkStateFile(value: unknown): string | undefined {
   if (value === null || typeof value !== 'object') return 'not an object';
@@ -63,12 +65,14 @@ export class DeviceRegistry {
   private readonly devices = new Map<string, DeviceRecord>();
   private readonly saver: SaveScheduler | undefined;
   private onlineCount = 0;
+  /** Bumped per record when a report adds a key, changes the outlet count or sends `cmd` (see shapeOf). */
+  private readonly shapes = new WeakMap<DeviceRecord, number>();
 
   constructor(private readonly options: RegistryOptions = {}) {
     const file = options.file;
     if (file) {
       this.saver = new SaveScheduler(
-        () => atomicWriteFile(file, this.serialise()),
+        async () => atomicWriteFile(file, await this.serialise()),
         (err) => this.options.onError?.(new Error(`cannot save device state to ${file}: ${err.message}; the previous file is kept`)),
         options.saveDelayMs ?? 5000,
       );
@@ -125,6 +129,15 @@ export class DeviceRegistry {
     return { record, isNew };
   }
 
+  /**
+   * A number that changes whenever a report may have changed what the params say about the
+   * device (a key it never sent before, its outlets, an RF command), so what is derived from the
+   * params (capabilities) can be cached until then.
+   */
+  shapeOf(record: DeviceRecord): number {
+    return this.shapes.get(record) ?? 0;
+  }
+
   setOnline(record: DeviceRecord, online: boolean): void {
     if (record.online === online) return;
     record.online = online;
@@ -133,7 +146,19 @@ export class DeviceRegistry {
 
   /** Merge a report into the device's params. */
   applyReport(record: DeviceRecord, params: Params): void {
-    mergeParams(record.params, params);
+    const stored = record.params;
+    let reshaped = false;
+    for (const key in params) {
+      if (key === 'cmd' || !Object.prototype.hasOwnProperty.call(stored, key)) {
+        reshaped = true;
+        break;
+      }
+    }
+    const outletsBefore = Array.isArray(stored.switches) ? stored.switches.length : 0;
+    mergeParams(stored, params);
+    if (reshaped || (Array.isArray(stored.switches) ? stored.switches.length : 0) !== outletsBefore) {
+      this.shapes.set(record, (this.shapes.get(record) ?? 0) + 1);
+    }
     this.saver?.schedule();
   }
 
@@ -189,13 +214,24 @@ export class DeviceRegistry {
     return done.finally(() => this.saver?.cancel());
   }
 
-  private serialise(): string {
-    const devices: StateFile['devices'] = [];
-    for (const d of this.devices.values()) {
-      const { online: _online, ...rest } = d;
-      devices.push(rest);
+  /**
+   * The state file's text. Built one device at a time, giving the event loop back every few
+   * milliseconds, so that writing 15 000 devices does not stall their acks and heartbeats.
+   * Each device's entry is a consistent copy of its record at the moment it is taken.
+   */
+  private async serialise(): Promise<string> {
+    const records = [...this.devices.values()];
+    const parts: string[] = [];
+    let sliceStart = Date.now();
+    for (let i = 0; i < records.length; i++) {
+      const { online: _online, ...rest } = records[i]!;
+      parts.push(JSON.stringify(rest satisfies StateFile['devices'][number]));
+      if ((i & 63) === 63 && Date.now() - sliceStart >= SERIALISE_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = Date.now();
+      }
     }
-    return JSON.stringify({ version: STATE_VERSION, devices } satisfies StateFile);
+    return `{"version":${STATE_VERSION},"devices":[${parts.join(',')}]}`;
   }
 }
 

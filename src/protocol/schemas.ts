@@ -118,17 +118,37 @@ export function describeErrors(validate: ValidateFunction): string {
   return `${where} ${err.message ?? 'is invalid'}`;
 }
 
-/** Nesting depth of a parsed JSON value, without recursion (so hostile input cannot blow the stack). */
+/**
+ * Nesting depth of a parsed JSON value, counted up to `limit` and no further: the recursion is
+ * bounded by the limit (so hostile input cannot blow the stack) and allocates nothing, since it
+ * runs on every frame.
+ */
 export function jsonDepth(value: unknown, limit = MAX_DEPTH + 1): number {
-  let max = 0;
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, d] = stack.pop() as [unknown, number];
-    if (v === null || typeof v !== 'object') continue;
-    if (d > max) max = d;
-    if (max >= limit) return max;
-    for (const child of Array.isArray(v) ? v : Object.values(v as object)) {
-      if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  return depthUpTo(value, 1, limit);
+}
+
+function depthUpTo(v: unknown, d: number, limit: number): number {
+  if (v === null || typeof v !== 'object') return d - 1;
+  if (d >= limit) return d;
+  let max = d;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const c = v[i] as unknown;
+      if (c !== null && typeof c === 'object') {
+        const cd = depthUpTo(c, d + 1, limit);
+        if (cd > max) max = cd;
+        if (max >= limit) return max;
+      }
+    }
+    return max;
+  }
+  for (const key in v as Record<string, unknown>) {
+    if (!Object.prototype.hasOwnProperty.call(v, key)) continue;
+    const c = (v as Record<string, unknown>)[key];
+    if (c !== null && typeof c === 'object') {
+      const cd = depthUpTo(c, d + 1, limit);
+      if (cd > max) max = cd;
+      if (max >= limit) return max;
     }
   }
   return max;

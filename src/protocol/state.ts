@@ -33,3 +33,22 @@ export function mergeParams(state: Params, report: Params): Params {
   }
   return state;
 }
+
+/**
+ * A deep copy of a JSON value (what a device report or stored state is): plain objects, arrays
+ * and primitives. Several times faster than `structuredClone` for the small objects a report
+ * holds, and it runs once or twice per report on the update path.
+ */
+export function cloneJson<T>(value: T): T {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) out[i] = cloneJson(value[i] as unknown);
+    return out as T;
+  }
+  const out: Record<string, unknown> = {};
+  for (const key in value) {
+    if (Object.prototype.hasOwnProperty.call(value, key)) out[key] = cloneJson((value as Record<string, unknown>)[key]);
+  }
+  return out as T;
+}

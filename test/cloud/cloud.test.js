@@ -283,6 +283,56 @@ describe('cloud: lifecycle and persistence', function () {
     await env.cloud.close();
   });
 
+  it('saving many devices does not hold the event loop: the file is built in slices between other work', async () => {
+    const { DeviceRegistry } = require('../../dist/src/cloud/registry');
+    const dir = tmpDir();
+    const file = path.join(dir, 'devices.json');
+    const r = new DeviceRegistry({ file, saveDelayMs: 60_000 });
+    for (let i = 0; i < 40000; i++) {
+      const { record } = r.register((0x1000000000 + i).toString(16), FACTORY, 'M', '1');
+      r.applyReport(record, { switch: i % 2 ? 'on' : 'off', rssi: -40, fwVersion: '3.5.0', pad: 'x'.repeat(100) });
+    }
+    // CPU time, not wall time, so a busy machine that deschedules us does not count
+    const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+    const t0 = cpu();
+    JSON.stringify({ version: 1, devices: [...r.all()] });
+    const wholeMs = cpu() - t0;
+    let longest = 0;
+    let last = cpu();
+    let stop = false;
+    const spin = () => {
+      const now = cpu();
+      longest = Math.max(longest, now - last);
+      last = now;
+      if (!stop) setImmediate(spin);
+    };
+    setImmediate(spin);
+    await r.flush();
+    stop = true;
+    assert.ok(longest < wholeMs / 2, `the longest stretch without a turn of the event loop was ${longest.toFixed(1)} ms of CPU; serialising everything at once takes ${wholeMs.toFixed(1)} ms`);
+    const data = JSON.parse(fs.readFileSync(file, 'utf8'));
+    assert.equal(data.version, 1);
+    assert.equal(data.devices.length, 40000);
+    assert.equal(data.devices[39999].params.switch, 'on');
+    assert.equal('online' in data.devices[0], false);
+    await r.close();
+  });
+
+  it('capabilities recognised from params follow the reports: a plain switch that reports power becomes a power meter', async () => {
+    const env = await startCloud();
+    const dev = await registered(env, '1000cc0001', { model: 'NOT-IN-TABLE' });
+    const report = (params) => dev.ask({ action: 'update', deviceid: '1000cc0001', apikey: dev.key, userAgent: 'device', params });
+    assert.equal((await report({ switch: 'on' })).error, 0);
+    assert.equal(env.cloud.capabilities('1000cc0001').family, 'switch');
+    assert.equal(env.cloud.capabilities('1000cc0001').metering, false);
+    assert.equal((await report({ switch: 'off' })).error, 0);
+    assert.equal(env.cloud.capabilities('1000cc0001').metering, false);
+    assert.equal((await report({ power: '12.5', voltage: '230', current: '0.05' })).error, 0);
+    assert.equal(env.cloud.capabilities('1000cc0001').metering, true);
+    dev.close();
+    await env.cloud.close();
+  });
+
   it('writes the state file atomically: a kill at any moment leaves a readable file', async () => {
     const { spawn } = require('node:child_process');
     const dir = tmpDir();

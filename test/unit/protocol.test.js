@@ -131,6 +131,36 @@ describe('protocol: state merge', () => {
   });
 });
 
+describe('protocol: copies and depth', () => {
+  it('cloneJson copies a report deeply: changing the copy leaves the original as it was', () => {
+    const state = { switch: 'on', power: '12.3', switches: [{ outlet: 0, switch: 'on' }], timers: [{ mId: 'a', do: { switch: 'off' } }], n: null };
+    const copy = p.cloneJson(state);
+    assert.deepEqual(copy, state);
+    copy.switches[0].switch = 'off';
+    copy.timers[0].do.switch = 'on';
+    copy.extra = 1;
+    assert.equal(state.switches[0].switch, 'on');
+    assert.equal(state.timers[0].do.switch, 'off');
+    assert.equal('extra' in state, false);
+    assert.equal(p.cloneJson('x'), 'x');
+    assert.equal(p.cloneJson(null), null);
+  });
+
+  it('jsonDepth counts nesting, stops at the limit, and survives hostile nesting', () => {
+    assert.equal(p.jsonDepth(1), 0);
+    assert.equal(p.jsonDepth({}), 1);
+    assert.equal(p.jsonDepth({ a: { b: [1, { c: 2 }] } }), 4);
+    assert.equal(p.jsonDepth([[[]]]), 3);
+    let deep = {};
+    for (let i = 0; i < 100000; i++) deep = { d: deep };
+    assert.equal(p.jsonDepth(deep), p.MAX_DEPTH + 1);
+    const frame = `{"action":"update","deviceid":"1000aa0001","apikey":"${FACTORY}","params":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const parsed = p.parseDeviceFrame(frame);
+    assert.equal(parsed.kind, 'invalid');
+    assert.match(parsed.reason, /nests deeper/);
+  });
+});
+
 describe('protocol: flow payloads to params', () => {
   const one = { switch: 'off' };
   const four = { switches: [0, 1, 2, 3].map((outlet) => ({ switch: outlet === 1 ? 'on' : 'off', outlet })) };
