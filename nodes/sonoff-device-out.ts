@@ -8,11 +8,13 @@ import { payloadToParams, summariseParams } from '../src/protocol/commands';
 import { capabilitiesOf } from '../src/protocol/capabilities';
 import { CoolkitError, ErrorCode } from '../src/protocol/errors';
 import type { ServerUser } from './types';
-import { findServer } from './shared';
+import { deviceIdProblem, findServer, TypedValue, withDeviceId } from './shared';
 
 interface DeviceOutConfig extends NodeDef {
   server: string;
   deviceid: string;
+  /** Where the device ID comes from: str (default, flows saved before typed inputs), msg, flow, global or env. */
+  deviceidType?: string;
   /** When the device is offline: `fail` at once (503, default) or `queue` until it is back. */
   offline?: 'fail' | 'queue';
   /** How long a queued command may wait, in seconds (default 600). */
@@ -25,9 +27,11 @@ export = function register(RED: NodeAPI): void {
   function SonoffDeviceOut(this: Node, config: DeviceOutConfig): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const server = findServer(RED, node, config.server, 'sonoff-device-out');
-    if (!server) return;
-    const configured = (config.deviceid ?? '').trim().toLowerCase();
+    const found = findServer(RED, node, config.server, 'sonoff-device-out');
+    if (!found) return;
+    const server = found;
+    // Device: a plain ID (empty: msg.deviceid), or msg/flow/global evaluated per message, or env.
+    const device = new TypedValue(RED, node, config.deviceid, config.deviceidType);
     const offline = config.offline === 'queue' ? 'queue' : 'fail';
     const expirySeconds = Number(config.queueExpiry);
     const queueExpiryMs = (Number.isFinite(expirySeconds) && expirySeconds > 0 ? expirySeconds : 600) * 1000;
@@ -47,6 +51,12 @@ export = function register(RED: NodeAPI): void {
       node.status(status);
     }
 
+    const problem = deviceIdProblem(RED, 'sonoff-device-out', device);
+    if (problem) {
+      node.error(problem);
+      show({ fill: 'red', shape: 'ring', text: problem.slice(0, 60) });
+    }
+
     node.on('input', (msg: NodeMessageInFlow & { deviceid?: unknown }, _send: unknown, done: Done) => {
       // {"pairing": minutes} opens (0 closes) the server's pairing window: no device involved.
       const payload = msg.payload as Record<string, unknown> | undefined;
@@ -61,14 +71,25 @@ export = function register(RED: NodeAPI): void {
         done();
         return;
       }
-      const fromMsg = typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '';
-      const deviceid = configured || fromMsg;
-      if (!deviceid) {
-        const err = new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-device-out.errors.no-deviceid'));
-        show({ fill: 'red', shape: 'ring', text: err.message });
-        done(err);
-        return;
-      }
+      // A configured Device wins over msg.deviceid; an empty plain Device takes msg.deviceid.
+      const fromMsg = () => (typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '');
+      withDeviceId(RED, 'sonoff-device-out', device, msg, fromMsg, (resolveErr, deviceid) => {
+        if (resolveErr) {
+          show({ fill: 'red', shape: 'ring', text: RED._('sonoff-device-out.status.failed', { error: resolveErr.message.slice(0, 60) }) });
+          done(resolveErr);
+          return;
+        }
+        if (!deviceid) {
+          const err = new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-device-out.errors.no-deviceid'));
+          show({ fill: 'red', shape: 'ring', text: err.message });
+          done(err);
+          return;
+        }
+        sendTo(deviceid, msg, done);
+      });
+    });
+
+    function sendTo(deviceid: string, msg: NodeMessageInFlow, done: Done): void {
       let params;
       try {
         const record = server.cloud.device(deviceid);
@@ -91,7 +112,7 @@ export = function register(RED: NodeAPI): void {
           done(err);
         },
       );
-    });
+    }
 
     node.on('close', (done: () => void) => {
       server.deregister(user);

@@ -16,13 +16,17 @@ import { FirmwareServer } from '../src/cloud/firmware/server';
 import { FirmwareError, FirmwareStore, type FirmwareEntry } from '../src/cloud/firmware/store';
 import { OtaManager, type OtaProgress } from '../src/cloud/firmware/ota';
 import type { ServerUser } from './types';
-import { findServer } from './shared';
+import { deviceIdProblem, findServer, resolveDeviceId, TypedValue } from './shared';
 import { storeFirmwareProvider } from '../src/hub/zhiting/firmware';
 
 interface OtaConfig extends NodeDef {
   server: string;
   deviceid: string;
+  /** Where the device ID comes from: str (default, flows saved before typed inputs), msg, flow, global or env. */
+  deviceidType?: string;
   version: string;
+  /** Where the firmware version comes from: str (default), msg, flow, global or env. */
+  versionType?: string;
   port: number | string;
   maxConcurrent: number | string;
   timeout: number | string;
@@ -39,6 +43,7 @@ const RETRY_LISTEN_MS = 15_000;
 const SLOW_THROTTLE = 16 * 1024;
 const ACK_TIMEOUT_MS = 15_000;
 const ACTIONS = ['update', 'check', 'add', 'list', 'remove'];
+const VERSION = /^[0-9A-Za-z][0-9A-Za-z._-]{0,63}$/;
 
 function positiveInt(value: unknown, fallback: number): number {
   if (value === '' || value === undefined || value === null) return fallback;
@@ -160,6 +165,13 @@ export = function register(RED: NodeAPI): void {
     const port = portNumber(config.port);
     const maxConcurrent = positiveInt(config.maxConcurrent, DEFAULT_MAX_CONCURRENT);
     const timeoutMs = positiveInt(config.timeout, DEFAULT_TIMEOUT_S) * 1000;
+    // Device and Version: plain text as before, or msg/flow/global evaluated per message, or env.
+    const device = new TypedValue(RED, node, config.deviceid, config.deviceidType);
+    const versionSource = new TypedValue(RED, node, config.version, config.versionType);
+    const deviceProblem = deviceIdProblem(RED, 'sonoff-ota', device);
+    if (deviceProblem) node.error(deviceProblem);
+    if (versionSource.typeError) node.error(versionSource.typeError);
+    else if (versionSource.type === 'env' && versionSource.fixed === undefined) node.error(RED._('sonoff-ota.errors.version-empty', { source: versionSource.source }));
     const svc = acquireService(cloud, port, store, node.id);
     const { ota, files } = svc;
     // The hub APIs (zhiting-bridge check_update / ota) use this store and tracker while the node lives.
@@ -208,9 +220,10 @@ export = function register(RED: NodeAPI): void {
       const raw = msg.payload;
       const payload = (raw && typeof raw === 'object' && !Buffer.isBuffer(raw) && !Array.isArray(raw) ? raw : {}) as Record<string, unknown>;
       const action = typeof payload.action === 'string' ? payload.action : typeof raw === 'string' && ACTIONS.includes(raw) ? raw : 'update';
-      const deviceid = String(payload.deviceid ?? msg.deviceid ?? config.deviceid ?? '')
-        .trim()
-        .toLowerCase();
+      // payload.deviceid, then msg.deviceid, then the node's Device (evaluated only when needed).
+      const explicit = payload.deviceid ?? msg.deviceid;
+      const deviceFor = (): Promise<string> =>
+        explicit !== undefined && explicit !== null ? Promise.resolve(String(explicit).trim().toLowerCase()) : resolveDeviceId(RED, 'sonoff-ota', device, msg, () => '');
       switch (action) {
         case 'add': {
           const model = String(payload.model ?? '');
@@ -238,14 +251,16 @@ export = function register(RED: NodeAPI): void {
           return;
         }
         case 'check': {
+          const deviceid = await deviceFor();
           if (!deviceid) throw new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-ota.errors.no-deviceid'));
           send({ ...msg, topic: deviceid, payload: ota.check(deviceid) });
           return;
         }
         case 'update': {
+          const deviceid = await deviceFor();
           if (!deviceid) throw new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-ota.errors.no-deviceid'));
           if (!svc.ready) throw new CoolkitError(ErrorCode.OFFLINE, RED._('sonoff-ota.errors.not-ready'));
-          const version = typeof payload.version === 'string' && payload.version ? payload.version : config.version || undefined;
+          const version = typeof payload.version === 'string' && payload.version ? payload.version : await configuredVersion(msg);
           const model = typeof payload.model === 'string' && payload.model ? payload.model : undefined;
           const final = await ota.update(deviceid, {
             version,
@@ -267,6 +282,36 @@ export = function register(RED: NodeAPI): void {
         default:
           throw new CoolkitError(ErrorCode.BAD_REQUEST, `unknown action "${action.slice(0, 20)}": use update, check, add, list or remove`);
       }
+    }
+
+    /**
+     * The node's Version for an update: a plain one as before (empty: the newest image), or the
+     * value of msg/flow/global/env, which must then be a version (empty is an error, so a missing
+     * property never updates a device to whatever is newest).
+     */
+    async function configuredVersion(msg: NodeMessageInFlow & Record<string, unknown>): Promise<string | undefined> {
+      if (versionSource.typeError) throw new CoolkitError(ErrorCode.BAD_REQUEST, versionSource.typeError);
+      if (versionSource.type === 'str') return config.version || undefined;
+      let value: unknown;
+      try {
+        value = await versionSource.evaluate(msg);
+      } catch (err) {
+        throw new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-ota.errors.version-eval', { source: versionSource.source, error: (err as Error).message }));
+      }
+      if (value === undefined || value === null || (typeof value === 'string' && value.trim() === '')) {
+        throw new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-ota.errors.version-empty', { source: versionSource.source }));
+      }
+      const text = typeof value === 'string' ? value.trim() : typeof value === 'number' && Number.isFinite(value) ? String(value) : '';
+      if (!VERSION.test(text)) {
+        let shown: string;
+        try {
+          shown = (JSON.stringify(value) ?? typeof value).slice(0, 40);
+        } catch {
+          shown = typeof value;
+        }
+        throw new CoolkitError(ErrorCode.BAD_REQUEST, RED._('sonoff-ota.errors.version-invalid', { source: versionSource.source, value: shown }));
+      }
+      return text;
     }
 
     node.on('input', (msg: NodeMessageInFlow & Record<string, unknown>, send: Send, done: Done) => {

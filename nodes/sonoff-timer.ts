@@ -35,11 +35,13 @@ import {
   type WireTimer,
 } from '../src/protocol/timers';
 import type { CoolkitServerNode, ServerUser } from './types';
-import { findServer } from './shared';
+import { deviceIdProblem, findServer, TypedValue, withDeviceId } from './shared';
 
 interface TimerNodeConfig extends NodeDef {
   server: string;
   deviceid: string;
+  /** Where the device ID comes from: str (default, flows saved before typed inputs), msg, flow, global or env. */
+  deviceidType?: string;
   /** IANA zone of the times flows send; empty = the zone Node-RED runs in. */
   timezone?: string;
 }
@@ -313,14 +315,19 @@ function register(RED: NodeAPI): void {
       return;
     }
     const zone: string = timezone;
-    const configured = (config.deviceid ?? '').trim().toLowerCase();
+    // Device: a plain ID (empty: msg.deviceid), msg/flow/global evaluated per message, or env
+    // (resolved once, and then managed from the start like a plain ID).
+    const device = new TypedValue(RED, node, config.deviceid, config.deviceidType);
+    const problem = deviceIdProblem(RED, 'sonoff-timer', device);
+    const configured = problem || device.dynamic ? '' : device.type === 'env' ? String(device.fixed).trim().toLowerCase() : device.value.toLowerCase();
     const userDir = (RED.settings as { userDir?: string }).userDir ?? path.join(os.homedir(), '.node-red');
     const stateDir = path.join(userDir, 'coolkit');
     const log = { warn: (m: string) => node.warn(m), error: (m: string) => node.error(m) };
     const mine = new Map<string, DeviceTimerSet>();
     let serverHealthy = false;
     let serverStatus: NodeStatus = {};
-    let lastError: NodeStatus | undefined;
+    let lastError: NodeStatus | undefined = problem ? { fill: 'red', shape: 'ring', text: problem.slice(0, 80) } : undefined;
+    if (problem) node.error(problem);
     let statusTimer: NodeJS.Timeout | undefined;
     /** The device the status shows: the configured one, or the last one handled. */
     let shown: string | undefined = configured || undefined;
@@ -396,12 +403,16 @@ function register(RED: NodeAPI): void {
     }
 
     node.on('input', (msg: NodeMessageInFlow & { deviceid?: unknown }, send: (m: NodeMessageInFlow) => void, done: Done) => {
-      const fromMsg = typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '';
-      const deviceid = configured || fromMsg;
-      if (!deviceid) {
-        fail(bad(RED._('sonoff-timer.errors.no-deviceid')), done);
-        return;
-      }
+      // A configured Device wins over msg.deviceid; an empty plain Device takes msg.deviceid.
+      const fromMsg = () => (typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '');
+      withDeviceId(RED, 'sonoff-timer', device, msg, fromMsg, (err, deviceid) => {
+        if (err) fail(err, done);
+        else if (!deviceid) fail(bad(RED._('sonoff-timer.errors.no-deviceid')), done);
+        else handle(msg, send, done, deviceid);
+      });
+    });
+
+    function handle(msg: NodeMessageInFlow, send: (m: NodeMessageInFlow) => void, done: Done, deviceid: string): void {
       let payload: unknown = msg.payload;
       if (typeof payload === 'string') payload = { action: payload.trim().toLowerCase() };
       if (!isObject(payload)) {
@@ -416,7 +427,7 @@ function register(RED: NodeAPI): void {
       }
       shown = deviceid;
       const set = setFor(deviceid);
-      const caps = server.cloud.capabilities(deviceid);
+      const caps = server!.cloud.capabilities(deviceid);
       const ctx = (now: number) => ({ timezone: zone, now, caps });
 
       function output(specs: TimerSpec[]): void {
@@ -495,7 +506,7 @@ function register(RED: NodeAPI): void {
 
       node.status({ fill: 'yellow', shape: 'ring', text: RED._('sonoff-timer.status.sending', { deviceid }) });
       set.edit(mutate).then(output, (err: Error) => fail(err, done));
-    });
+    }
 
     node.on('close', (done: () => void) => {
       if (statusTimer) clearTimeout(statusTimer);

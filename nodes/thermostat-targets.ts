@@ -36,12 +36,17 @@ import {
   type ThermostatView,
 } from '../src/protocol/thermostat';
 import type { ServerUser } from './types';
-import { findServer } from './shared';
+import { deviceIdProblem, findServer, TypedValue, withDeviceId } from './shared';
 
 interface ThermostatConfig extends NodeDef {
   server: string;
   /** The TH (device control) or the relay to switch (local control). */
   deviceid: string;
+  /**
+   * Where the device ID comes from: str (default, flows saved before typed inputs), msg, flow,
+   * global or env. Local control needs a fixed relay: str or env only.
+   */
+  deviceidType?: string;
   control?: 'device' | 'local';
   /** Local control: the device whose readings count (empty = the relay device itself). */
   sensor?: string;
@@ -87,7 +92,12 @@ export = function register(RED: NodeAPI): void {
     if (!server) return;
     const cloud = server.cloud;
     const local = config.control === 'local';
-    const configured = (config.deviceid ?? '').trim().toLowerCase();
+    // Device: a plain ID (empty: msg.deviceid, device control only), msg/flow/global evaluated per
+    // message (device control only), or env (resolved once, then like a plain ID).
+    const device = new TypedValue(RED, node, config.deviceid, config.deviceidType);
+    let problem = deviceIdProblem(RED, 'thermostat-targets', device);
+    if (!problem && local && device.dynamic) problem = RED._('thermostat-targets.errors.local-needs-fixed', { source: device.source });
+    const configured = problem || device.dynamic ? '' : device.type === 'env' ? String(device.fixed).trim().toLowerCase() : device.value.toLowerCase();
     const sensorId = local ? ((config.sensor ?? '').trim().toLowerCase() || configured) : configured;
     const outletText = String(config.outlet ?? '').trim();
     const outlet = outletText === '' ? undefined : Number(outletText);
@@ -98,7 +108,7 @@ export = function register(RED: NodeAPI): void {
 
     let serverHealthy = false;
     let serverStatus: NodeStatus = {};
-    let lastError: NodeStatus | undefined;
+    let lastError: NodeStatus | undefined = problem ? { fill: 'red', shape: 'ring', text: problem.slice(0, 80) } : undefined;
     /** The last view sent, per device. */
     const lastViews = new Map<string, ThermostatView>();
     /** The device the status shows. */
@@ -176,12 +186,16 @@ export = function register(RED: NodeAPI): void {
     }
 
     function deviceInput(msg: NodeMessageInFlow & { deviceid?: unknown }, done: Done): void {
-      const fromMsg = typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '';
-      const deviceid = configured || fromMsg;
-      if (!deviceid) {
-        fail(new CoolkitError(ErrorCode.BAD_REQUEST, RED._('thermostat-targets.errors.no-deviceid')), done);
-        return;
-      }
+      // A configured Device wins over msg.deviceid; an empty plain Device takes msg.deviceid.
+      const fromMsg = () => (typeof msg.deviceid === 'string' ? msg.deviceid.trim().toLowerCase() : '');
+      withDeviceId(RED, 'thermostat-targets', device, msg, fromMsg, (err, deviceid) => {
+        if (err) fail(err, done);
+        else if (!deviceid) fail(new CoolkitError(ErrorCode.BAD_REQUEST, RED._('thermostat-targets.errors.no-deviceid')), done);
+        else deviceCommand(msg, done, deviceid);
+      });
+    }
+
+    function deviceCommand(msg: NodeMessageInFlow, done: Done, deviceid: string): void {
       shown = deviceid;
       watchDevice(deviceid);
       let params: Params;
@@ -358,10 +372,11 @@ export = function register(RED: NodeAPI): void {
 
     // ---- wiring ------------------------------------------------------------------------------
 
+    if (problem) node.error(problem);
     if (local) {
       if (!configured) {
-        const text = RED._('thermostat-targets.errors.local-needs-device');
-        node.error(text);
+        const text = problem ?? RED._('thermostat-targets.errors.local-needs-device');
+        if (!problem) node.error(text);
         node.status({ fill: 'red', shape: 'ring', text });
         node.on('input', (_msg: NodeMessageInFlow, _send: unknown, done: Done) => done(new CoolkitError(ErrorCode.BAD_REQUEST, text)));
         return;

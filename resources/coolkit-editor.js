@@ -108,6 +108,59 @@
         };
     }
 
+    /** The types of a typed-input value other than a plain string. */
+    var DYNAMIC_TYPES = ["msg", "flow", "global"];
+    var VALUE_TYPES = ["str", "msg", "flow", "global", "env"];
+
+    /**
+     * Is `s` a usable reference of typed-input type `type` (msg, flow, global: a property
+     * expression, flow/global optionally with a "#:(store)::" prefix; env: a variable name)?
+     */
+    function validReference(type, s) {
+        if (s === "") { return false; }
+        if (type === "env") { return true; }
+        var expr = (type === "flow" || type === "global") ? s.replace(/^#:\([^)]*\)::/, "") : s;
+        var utils = window.RED && window.RED.utils;
+        if (utils && typeof utils.validatePropertyExpression === "function") {
+            return utils.validatePropertyExpression(expr) === true;
+        }
+        return true;
+    }
+
+    /**
+     * A validator for a typed input `<field>` whose type is in `<typeField>`: for a plain string
+     * (also when the type is missing: flows saved before typed inputs) `plain` decides; for msg,
+     * flow, global and env the value must be a usable reference (message t("validation." + key)).
+     *   options.typeAllowed(node, type): true, or the message for a type that does not fit now.
+     */
+    function typed(t, typeField, key, plain, options) {
+        var o = options || {};
+        return function (v, opt) {
+            var type = currentValue(this, typeField) || "str";
+            if (type === "str") { return plain ? plain.call(this, v, opt) : true; }
+            if (VALUE_TYPES.indexOf(type) === -1) { return t("validation." + key); }
+            if (o.typeAllowed) {
+                var allowed = o.typeAllowed(this, type);
+                if (allowed !== true) { return allowed; }
+            }
+            var s = (v === undefined || v === null) ? "" : String(v).trim();
+            return validReference(type, s) ? true : t("validation." + key);
+        };
+    }
+
+    /** A typed Device: deviceId(t, allowEmpty) for a string, a reference otherwise. */
+    function typedDeviceId(t, typeField, allowEmpty, options) {
+        return typed(t, typeField, "deviceid-typed", deviceId(t, allowEmpty), options);
+    }
+
+    /** How a typed value reads on the canvas: the ID itself, msg.target, flow.device, ${DEVICE}. */
+    function typedLabel(value, type) {
+        if (!value) { return ""; }
+        if (!type || type === "str") { return String(value); }
+        if (type === "env") { return "${" + value + "}"; }
+        return type + "." + value;
+    }
+
     // ---- device picker ---------------------------------------------------------------------------
 
     function $el(x) {
@@ -132,6 +185,66 @@
     function devicePicker(options) {
         var input = $el(options.input);
         var button = $el(options.browseButton || ("#" + input.attr("id") + "-browse"));
+        var source = deviceSource(options);
+
+        input.autoComplete({
+            minLength: 0,
+            search: source.search
+        });
+        button.on("click", function (evt) {
+            evt.preventDefault();
+            source.browse(input, function (deviceid) {
+                input.val(deviceid).trigger("change");
+            });
+        });
+    }
+
+    /**
+     * The device field as a typed input: a device ID (type "string", with the device list as
+     * autocomplete), or msg / flow / global / env. The browse button next to it lists the server's
+     * devices and puts the chosen one in as a string. Options as devicePicker, plus:
+     *   typeField  the hidden <input> holding the type (selector or jQuery; default: the input's
+     *              id + "Type"); empty (flows saved before typed inputs) means "str";
+     *   types      the other types offered (default ["msg", "flow", "global", "env"]).
+     * Returns { types(list) } to change the other types offered while the dialog is open.
+     */
+    function deviceTypedInput(options) {
+        var input = $el(options.input);
+        var typeField = $el(options.typeField || ("#" + input.attr("id") + "Type"));
+        var button = $el(options.browseButton || ("#" + input.attr("id") + "-browse"));
+        var source = deviceSource(options);
+        var strType = {
+            value: "str",
+            label: "string",
+            icon: "red/images/typedInput/az.svg",
+            autoComplete: function (value, done) { source.search(value, done); }
+        };
+        function typeList(others) {
+            return [strType].concat(others || ["msg", "flow", "global", "env"]);
+        }
+        if (!typeField.val()) {
+            typeField.val("str");
+        }
+        input.typedInput({ default: "str", types: typeList(options.types), typeField: typeField });
+        button.on("click", function (evt) {
+            evt.preventDefault();
+            source.browse(input.next(".red-ui-typedInput-container"), function (deviceid) {
+                input.typedInput("type", "str");
+                input.typedInput("value", deviceid);
+            });
+        });
+        return {
+            types: function (others) {
+                input.typedInput("types", typeList(others));
+            }
+        };
+    }
+
+    /**
+     * The device list behind a picker: search(value, done) for an autocomplete, and
+     * browse(anchor, onselect) for the menu of all devices. Options as devicePicker.
+     */
+    function deviceSource(options) {
         var server = $el(options.serverSelect || "#node-input-server");
         var t = options.t;
         var filter = options.filter;
@@ -182,8 +295,11 @@
             });
         }
 
-        input.autoComplete({
-            minLength: 0,
+        server.on("change", function () {
+            cache.devices = null;
+        });
+
+        return {
             search: function (value, done) {
                 load(function (err, list) {
                     if (err) { done([]); return; }
@@ -192,44 +308,43 @@
                         return !q || describe(d).toLowerCase().indexOf(q) !== -1;
                     }).map(option));
                 });
-            }
-        });
-
-        server.on("change", function () {
-            cache.devices = null;
-        });
-
-        button.on("click", function (evt) {
-            evt.preventDefault();
-            cache.devices = null;
-            load(function (err, list) {
-                if (err) {
-                    window.RED.notify(err.message, { type: "warning", timeout: 4000 });
-                    return;
-                }
-                if (list.length === 0) {
-                    window.RED.notify(t("picker.none"), { type: "warning", timeout: 4000 });
-                    return;
-                }
-                var menu = window.RED.popover.menu({
-                    width: Math.max(300, input.outerWidth()),
-                    maxHeight: 240,
-                    options: list.map(option),
-                    onselect: function (opt) {
-                        input.val(opt.value).trigger("change");
+            },
+            browse: function (anchor, onselect) {
+                cache.devices = null;
+                load(function (err, list) {
+                    if (err) {
+                        window.RED.notify(err.message, { type: "warning", timeout: 4000 });
+                        return;
                     }
+                    if (list.length === 0) {
+                        window.RED.notify(t("picker.none"), { type: "warning", timeout: 4000 });
+                        return;
+                    }
+                    var menu = window.RED.popover.menu({
+                        width: Math.max(300, anchor.outerWidth()),
+                        maxHeight: 240,
+                        options: list.map(option),
+                        onselect: function (opt) {
+                            onselect(opt.value);
+                        }
+                    });
+                    menu.show({ target: anchor });
                 });
-                menu.show({ target: input });
-            });
-        });
+            }
+        };
     }
 
     window.CoolkitEditor = {
         i18n: i18n,
         currentValue: currentValue,
         devicePicker: devicePicker,
+        deviceTypedInput: deviceTypedInput,
+        typedLabel: typedLabel,
+        DYNAMIC_TYPES: DYNAMIC_TYPES,
         validators: {
             deviceId: deviceId,
+            typedDeviceId: typedDeviceId,
+            typed: typed,
             wholeNumber: wholeNumber,
             number: number,
             oneOf: oneOf

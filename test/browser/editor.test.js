@@ -8,6 +8,8 @@
 //     error, marks bad values (.input-error), saves them with the invalid triangle shown, and saves
 //     again clean once fixed;
 //   - the node's en-US help renders in the Help sidebar;
+//   - each per-message value listed in TYPED is a typed input (str, msg, flow, global, env):
+//     switched to msg with a value, saved and opened again, it keeps both;
 // and finally an example is imported through Menu > Import > Examples, its server moved to a
 // free port in the config dialog, deployed, and a simulated device's state shows in the debug
 // sidebar. Screenshots go to test-artifacts/browser/.
@@ -24,6 +26,13 @@ const MODULE = pkg.name;
 const SETS = Object.keys(pkg['node-red'].nodes);
 const CATEGORY = 'coolkit';
 const UI = 30000; // generous: a shared, noisy 2-core machine
+// The per-message values each node type offers as a typed input (str, msg, flow, global, env).
+const TYPED = {
+  'sonoff-device-out': ['deviceid'],
+  'sonoff-ota': ['deviceid', 'version'],
+  'thermostat-targets': ['deviceid'],
+  'sonoff-timer': ['deviceid'],
+};
 
 // Values tried on every validated text field: the first one the node's own validator rejects is
 // typed in; to fix, the field's original value (or the first candidate it accepts) is put back.
@@ -196,8 +205,14 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
           const d = def.defaults[prop];
           if (d.type) continue; // config-node selects
           const input = $(`#${prefix}-${prop}`);
-          if (input.length !== 1 || !input.is('input') || !['text', 'number', undefined].includes(input.attr('type'))) continue;
-          if (!input.is(':visible') || input.prop('readonly') || input.prop('disabled') || input.next('.red-ui-typedInput-container').length) continue;
+          // A typed input (typedInput hides the <input> and shows its own text field beside it):
+          // tried while its type is "str", by typing into its own text field.
+          const typed = input.next('.red-ui-typedInput-container');
+          if (input.length !== 1 || !input.is('input') || !['text', 'number', undefined].concat(typed.length ? ['hidden'] : []).includes(input.attr('type'))) continue;
+          const typedField = typed.find('input.red-ui-typedInput-input');
+          if (typed.length) {
+            if (!typed.is(':visible') || typedField.length !== 1 || !typedField.is(':visible') || input.typedInput('type') !== 'str') continue;
+          } else if (!input.is(':visible') || input.prop('readonly') || input.prop('disabled')) continue;
           const hasValidate = typeof d.validate === 'function';
           if (!hasValidate && !d.required) continue;
           const accepts = (v) => {
@@ -215,7 +230,8 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
           const original = input.val();
           const goodValue = accepts(original) ? original : good.find(accepts);
           if (goodValue === undefined) continue;
-          out.push({ prop, id: input.attr('id'), bad: badValue, good: goodValue });
+          const id = input.attr('id');
+          out.push({ prop, id, sel: typed.length ? `#${id} + .red-ui-typedInput-container input.red-ui-typedInput-input` : `#${id}`, bad: badValue, good: goodValue });
         }
         return out;
       }, { type, nodeId, prefix, bad: BAD, good: GOOD });
@@ -242,7 +258,7 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
     assert.ok(fields.length > 0, `${type}: the edit dialog has no validated text field to try a bad value in`);
     for (const f of fields) {
       await showTab(formSel, f.tab);
-      await typeInto(`#${f.id}`, f.bad);
+      await typeInto(f.sel, f.bad);
       await expectMarked(f.id, true).catch(async (err) => {
         const why = await page.evaluate(({ type, prop, bad }) => {
           const v = RED.nodes.getType(type).defaults[prop].validate;
@@ -255,7 +271,7 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
         }, { type, prop: f.prop, bad: f.bad });
         throw new Error(`${type}: ${err.message}.${why}`);
       });
-      await typeInto(`#${f.id}`, f.good);
+      await typeInto(f.sel, f.good);
       await expectMarked(f.id, false);
     }
     await showTab(formSel, fields[0].tab);
@@ -402,7 +418,7 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
     // dialog closes and the node shows the invalid triangle.
     const f = fields.find((x) => x.bad !== '') || fields[0];
     await showTab('#dialog-form', f.tab);
-    await typeInto(`#${f.id}`, f.bad);
+    await typeInto(f.sel, f.bad);
     await expectMarked(f.id, true);
     await B.screenshot(page, `${type}-dialog-invalid`);
     await closeNodeDialog();
@@ -413,13 +429,57 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
     await openNodeDialog(id);
     await showTab('#dialog-form', f.tab);
     await expectMarked(f.id, true);
-    await typeInto(`#${f.id}`, f.good);
+    await typeInto(f.sel, f.good);
     await expectMarked(f.id, false);
     await closeNodeDialog();
     await expectTriangle(id, false);
     const state = await nodeState(id);
     assert.equal(state.valid, true, `${type} is still invalid after fixing: ${state.errors.join('; ')}`);
+    await checkTypedInputs(type, id);
     await assertNoConsoleErrors(`editing ${type}`);
+  }
+
+  /**
+   * The per-message values that are typed inputs (issue 10): each is rendered as a typedInput
+   * offering str, msg, flow, global and env; switched to msg with a value, saved, and opened again,
+   * it keeps the type and the value.
+   */
+  async function checkTypedInputs(type, id) {
+    const props = TYPED[type];
+    if (!props) return;
+    for (const prop of props) {
+      await openNodeDialog(id);
+      const container = page.locator(`#node-input-${prop} + .red-ui-typedInput-container`);
+      await container.waitFor({ state: 'visible' }).catch(() => {
+        throw new Error(`${type}: ${prop} is not rendered as a typed input`);
+      });
+      assert.equal(await page.locator(`#node-input-${prop}Type`).inputValue(), 'str', `${type}: a new node's ${prop} is a string`);
+      // Pick "msg" from the type menu the way a user does.
+      await container.locator('button.red-ui-typedInput-type-select').click();
+      const menu = page.locator('.red-ui-typedInput-options:visible');
+      for (const t of ['str', 'msg', 'flow', 'global', 'env']) {
+        assert.equal(await menu.locator(`a[value="${t}"]`).count(), 1, `${type}: ${prop} offers no "${t}" type`);
+      }
+      await menu.locator('a[value="msg"]').click();
+      await waitFor(async () => (await page.locator(`#node-input-${prop}Type`).inputValue()) === 'msg', UI, 100);
+      const value = `target.${prop}`;
+      await typeInto(`#node-input-${prop} + .red-ui-typedInput-container input.red-ui-typedInput-input`, value);
+      await expectMarked(`node-input-${prop}`, false);
+      await B.screenshot(page, `${type}-${prop}-typed-msg`);
+      await closeNodeDialog();
+      const saved = await page.evaluate(({ nid, p }) => { const n = RED.nodes.node(nid); return { value: n[p], type: n[`${p}Type`], valid: n.valid }; }, { nid: id, p: prop });
+      assert.deepEqual(saved, { value, type: 'msg', valid: true }, `${type}: ${prop} as saved`);
+      await expectTriangle(id, false);
+
+      // Open it again: still msg, same value.
+      await openNodeDialog(id);
+      await waitFor(async () => (await page.locator(`#node-input-${prop}Type`).inputValue()) === 'msg', UI, 100).catch(() => {
+        throw new Error(`${type}: ${prop} did not keep the msg type`);
+      });
+      assert.equal(await page.locator(`#node-input-${prop} + .red-ui-typedInput-container input.red-ui-typedInput-input`).inputValue(), value, `${type}: ${prop} value after reopening`);
+      assert.match(await container.locator('.red-ui-typedInput-type-label').innerText(), /msg\./, `${type}: ${prop} shows the msg type`);
+      await closeNodeDialog();
+    }
   }
 
   async function checkConfigType(def) {
@@ -460,7 +520,7 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
     // Save with a bad value (a typed one rather than an empty field, when there is one).
     const f = fields.find((x) => x.bad !== '') || fields[0];
     await showTab(formSel, f.tab);
-    await typeInto(`#${f.id}`, f.bad);
+    await typeInto(f.sel, f.bad);
     await expectMarked(f.id, true);
     await B.screenshot(page, `${type}-dialog-invalid`);
     await closeConfigDialog();
@@ -487,7 +547,7 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
     await waitConfigDialog();
     await showTab(formSel, f.tab);
     await expectMarked(f.id, true);
-    await typeInto(`#${f.id}`, f.good);
+    await typeInto(f.sel, f.good);
     await expectMarked(f.id, false);
     await closeConfigDialog();
     entry = await configEntry(configId);
