@@ -92,6 +92,19 @@ describe('firmware server', () => {
     assert.equal(crypto.createHash('sha256').update(res.body).digest('hex'), entry.user2.sha256);
   });
 
+  it('answers a malformed request with 400 Bad Request and closes the connection', async () => {
+    const net = require('node:net');
+    const answer = await new Promise((resolve, reject) => {
+      const sock = net.connect(server.listeningPort, '127.0.0.1', () => sock.write('GARBAGE\x00\x01 / HTTP/9.9\r\n\r\n'));
+      let text = '';
+      sock.on('data', (d) => { text += d; });
+      sock.on('close', () => resolve(text));
+      sock.on('error', reject);
+      sock.setTimeout(10000, () => { sock.destroy(); reject(new Error(`not closed; got ${JSON.stringify(text)}`)); });
+    });
+    assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+  });
+
   it('answers byte ranges with 206 and unsatisfiable ones with 416', async () => {
     const grant = server.grant('1000aa0001', [entry.user1, entry.user2]);
     const full = fs.readFileSync(entry.user1.file);

@@ -5,6 +5,7 @@
  * byte ranges, and a throttled mode for devices that fail a fast download (SonOTA's "slow
  * stream" fallback).
  */
+import { answerBadRequest } from '../bad-request';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -77,7 +78,7 @@ export class FirmwareServer extends EventEmitter {
     const server = http.createServer((req, res) => this.onRequest(req, res));
     server.headersTimeout = 10_000;
     server.requestTimeout = 0; // a throttled download legitimately takes long
-    server.on('clientError', (_err, socket) => socket.destroy());
+    server.on('clientError', (_err, socket) => answerBadRequest(socket));
     this.server = server;
     return new Promise((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {

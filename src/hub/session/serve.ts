@@ -4,6 +4,7 @@
  * registered gateways; on a shared server, upgrades for other paths are left untouched for the
  * server's other listeners (Node-RED's editor comms, websocket nodes, ...).
  */
+import { answerBadRequest } from '../../cloud/bad-request';
 import * as http from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -110,10 +111,7 @@ export class OwnServer {
     this.server.requestTimeout = 15_000;
     this.server.keepAliveTimeout = 5_000;
     this.server.maxHeadersCount = 64;
-    this.server.on('clientError', (_err: Error, socket: Duplex) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      socket.destroy();
-    });
+    this.server.on('clientError', (_err: Error, socket: Duplex) => answerBadRequest(socket));
     this.router = UpgradeRouter.for(this.server, true);
   }
 
