@@ -9,6 +9,7 @@
  *
  * Liveness uses one sweep timer for all devices; lookups are by deviceid.
  */
+import { answerBadRequest } from './bad-request';
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -49,6 +50,27 @@ export interface DeviceEvent {
   reason?: string;
   /** RF bridge triggers: the channel that fired. */
   channel?: number;
+  /** Set when another instance of the installation holds the device (MQTT backbone): its instance id. */
+  instance?: string;
+}
+
+/**
+ * What a multi-instance backbone (src/mqtt) plugs into the cloud: where `/dispatch/device` sends a
+ * device, and commands for devices another instance holds. Unset = a single instance.
+ */
+export interface ClusterHook {
+  /** Host and port a dispatching device should connect to; undefined = this instance. */
+  dispatchTarget(deviceid: string): { host: string; port: number } | undefined;
+  /** Send a command to a device held by another live instance; undefined when no other instance holds it. */
+  remoteCommand(deviceid: string, params: Params, timeoutMs: number): Promise<CommandResult> | undefined;
+}
+
+/** What a backbone learnt about a device held elsewhere (see `CoolkitCloud.applyRemote`). */
+export interface RemoteDeviceInfo {
+  instance: string;
+  model?: string;
+  romVersion?: string;
+  name?: string;
 }
 
 export interface CommandOptions {
@@ -90,7 +112,11 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
   readonly metering: MeteringKeeper;
   readonly admission: Admission;
   private readonly apps = new Set<AppSession>();
-  private readonly capsCache = new WeakMap<DeviceRecord, { model: string; caps: Capabilities }>();
+  private readonly capsCache = new WeakMap<DeviceRecord, { model: string; caps: Capabilities; shape: number }>();
+  /** Multi-instance backbone hooks (src/mqtt), when configured. */
+  cluster: ClusterHook | undefined;
+  /** Devices shown online because another instance holds them (applyRemote). */
+  private readonly remoteHeld = new Set<string>();
 
   constructor(options: Partial<CloudOptions> & Pick<CloudOptions, 'stateDir' | 'logger'>) {
     super();
@@ -176,8 +202,7 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
     server.on('clientError', (err: Error, socket: Duplex) => {
       const remote = (socket as Socket).remoteAddress ?? '?';
       this.warn(`client:${remote}`, `bad HTTP request from ${remote}: ${err.message}`);
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      socket.destroy();
+      answerBadRequest(socket);
     });
     return server;
   }
@@ -257,7 +282,13 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
         this.sendJson(res, 400, { error: ErrorCode.BAD_REQUEST, reason: checked.reason });
         return;
       }
-      this.sendJson(res, 200, buildDispatchReply(this.options.advertiseHost, this.boundPort));
+      let target: { host: string; port: number } | undefined;
+      try {
+        target = this.cluster?.dispatchTarget(checked.body.deviceid);
+      } catch (err) {
+        this.warn('dispatch:cluster', `dispatch placement failed: ${(err as Error).message}`);
+      }
+      this.sendJson(res, 200, buildDispatchReply(target?.host ?? this.options.advertiseHost, target?.port ?? this.boundPort));
     });
   }
 
@@ -313,9 +344,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
       previous.record = undefined; // its close must not mark the device offline
       previous.close(CloseCode.REPLACED, 'replaced by a new connection');
     }
-    if (!record.online) {
+    const movedHere = this.remoteHeld.delete(record.deviceid);
+    if (!record.online || movedHere) {
       this.registry.setOnline(record, true);
-      this.emitDevice('online', record, { online: true }, previous ? 'reconnected' : 'registered');
+      this.emitDevice('online', record, { online: true }, previous ? 'reconnected' : movedHere ? 'moved here' : 'registered');
       this.emit('status');
     }
     // After the register reply has gone out: queued commands, and live metering if watched.
@@ -360,10 +392,13 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
    * power meter whose first report only had `switch`).
    */
   private capabilitiesOfRecord(record: DeviceRecord): Capabilities {
+    // Capabilities recognised from params (a model not in the table) are kept until a report
+    // changes the shape of the state (a first `power`, an RF trigger, more outlets).
+    const shape = this.registry.shapeOf(record);
     const cached = this.capsCache.get(record);
-    if (cached && cached.model === record.model) return cached.caps;
+    if (cached && cached.model === record.model && (cached.caps.source === 'model' || cached.shape === shape)) return cached.caps;
     const caps = capabilitiesOf(record.model, record.params);
-    if (caps.source === 'model') this.capsCache.set(record, { model: record.model, caps });
+    this.capsCache.set(record, { model: record.model, caps, shape });
     return caps;
   }
 
@@ -421,13 +456,77 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
     this.emit('status');
   }
 
-  private emitDevice(event: 'update' | 'online' | 'offline', record: DeviceRecord, params: Params, reason?: string): void {
+  private emitDevice(event: 'update' | 'online' | 'offline', record: DeviceRecord, params: Params, reason?: string, instance?: string): void {
     if (this.apps.size > 0) this.relayToApps(event, record, params);
     if (this.listenerCount(event) === 0) return;
     const normalized = normaliseState(record.params, this.capabilitiesOfRecord(record));
     const ev: DeviceEvent = { deviceid: record.deviceid, params, state: record.params, normalized, device: deviceInfo(record) };
     if (reason) ev.reason = reason;
+    if (instance) ev.instance = instance;
     this.emit(event, ev);
+  }
+
+  // ---- Devices held by other instances (multi-instance backbone) ----------------------------
+
+  /** Devices connected to this instance (sessions), as opposed to `onlineCount` which includes remote ones. */
+  get localCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Whether the device is connected to this instance. */
+  isLocal(deviceid: string): boolean {
+    // `sessions` holds registered sessions only (set in admit, before the online event).
+    return this.sessions.has(deviceid);
+  }
+
+  /** Whether the device is shown online because another instance holds it. */
+  isRemote(deviceid: string): boolean {
+    return this.remoteHeld.has(deviceid);
+  }
+
+  /**
+   * Mirror a device another instance holds, so flows, hub APIs and apps here see it like a local
+   * one: `update` merges `params` into the record (`silent`: no event, e.g. a retained state at
+   * start), `online`/`offline` change its liveness. Ignored while the device is connected here.
+   */
+  applyRemote(deviceid: string, kind: 'update' | 'online' | 'offline', params: Params, info: RemoteDeviceInfo, reason?: string, silent = false): void {
+    if (this.isLocal(deviceid)) return;
+    let record = this.registry.get(deviceid);
+    if (!record) {
+      if (kind === 'offline') return;
+      record = this.registry.register(deviceid, '', info.model, info.romVersion, 0).record;
+    }
+    if (info.model && record.model !== info.model) record.model = info.model;
+    if (info.romVersion && record.romVersion !== info.romVersion) record.romVersion = info.romVersion;
+    if (info.name !== undefined && record.name === undefined) record.name = info.name;
+    if (kind === 'update') {
+      this.registry.applyReport(record, params);
+      if (silent) return;
+      this.emitDevice('update', record, params, undefined, info.instance);
+      if (params.cmd === 'trigger') this.emitTriggers(record, params);
+      return;
+    }
+    if (kind === 'online') {
+      const wasOnline = record.online;
+      this.remoteHeld.add(deviceid);
+      record.lastSeen = Date.now();
+      if (!wasOnline) {
+        this.registry.setOnline(record, true);
+        this.emitDevice('online', record, { online: true }, reason ?? 'online on another instance', info.instance);
+        this.emit('status');
+      }
+      const queued = this.offlineQueue.take(deviceid);
+      if (queued) {
+        const sent = this.cluster?.remoteCommand(deviceid, queued.params, this.options.commandTimeoutMs);
+        if (sent) sent.then((r) => queued.settle(r), (err: Error) => queued.settle(err));
+        else queued.settle(new CoolkitError(ErrorCode.OFFLINE, `device ${deviceid} is offline`, deviceid));
+      }
+      return;
+    }
+    if (!this.remoteHeld.delete(deviceid) || !record.online) return;
+    this.registry.setOnline(record, false);
+    this.emitDevice('offline', record, { online: false }, reason ?? 'offline on another instance', info.instance);
+    this.emit('status');
   }
 
   /** One timer for all sockets: drop devices silent past the heartbeat and sockets that never registered. */
@@ -559,6 +658,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
   sendCommand(deviceid: string, params: Params, options: CommandOptions | number = {}): Promise<CommandResult> {
     const opts: CommandOptions = typeof options === 'number' ? { timeoutMs: options } : options;
     const online = this.sessions.get(deviceid)?.record !== undefined;
+    if (!online && this.cluster) {
+      const remote = this.cluster.remoteCommand(deviceid, params, opts.timeoutMs ?? this.options.commandTimeoutMs);
+      if (remote) return remote;
+    }
     if (!online && opts.offline === 'queue' && this.registry.get(deviceid)) {
       return this.offlineQueue.add(deviceid, params, Date.now() + (opts.queueExpiryMs ?? 600_000));
     }

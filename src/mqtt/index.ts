@@ -1,0 +1,5 @@
+export * from './topics';
+export * from './placement';
+export * from './discovery';
+export * from './payloads';
+export * from './backbone';
