@@ -2,6 +2,7 @@
  * Small pieces every node file needs the same way: finding its coolkit-server (and failing
  * visibly, never crashing, when there is none) and reading numeric properties.
  */
+import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeMessageInFlow } from 'node-red';
 import type { CoolkitServerNode } from './types';
 import { CoolkitError, ErrorCode } from '../src/protocol/errors';
@@ -25,6 +26,21 @@ export function findServer(RED: NodeAPI, node: Node, serverId: string, type: str
 export function numberIn(value: unknown, fallback: number, min: number, max: number): number {
   const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
   return typeof n === 'number' && Number.isFinite(n) && n >= min && n <= max ? n : fallback;
+}
+
+/**
+ * Message ids for a node that emits a message per device report. Node-RED gives a message
+ * without `_msgid` a fresh random id (16 hex digits built from 8 random bytes, ~17 short strings
+ * per message); at thousands of reports a second that shows in the profile. These ids have the
+ * same form: a random prefix per node and a counter, unique within and across nodes.
+ */
+export function messageIds(): () => string {
+  const prefix = randomBytes(4).toString('hex');
+  let counter = 0;
+  return () => {
+    counter = (counter + 1) >>> 0;
+    return prefix + counter.toString(16).padStart(8, '0');
+  };
 }
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -6,7 +6,7 @@ import type { Node, NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import type { DeviceEvent } from '../src/cloud/server';
 import type { DeviceEventKind } from '../src/cloud/router';
 import type { ServerUser } from './types';
-import { findServer } from './shared';
+import { findServer, messageIds } from './shared';
 import { cloneJson } from '../src/protocol/state';
 
 interface DeviceInConfig extends NodeDef {
@@ -26,6 +26,7 @@ export = function register(RED: NodeAPI): void {
     const deviceid = (config.deviceid ?? '').trim().toLowerCase();
     const events = config.events === 'update' || config.events === 'status' ? config.events : 'all';
     let serverHealthy = false;
+    const nextId = messageIds();
 
     function deviceStatus(): NodeStatus {
       const record = server!.cloud.device(deviceid);
@@ -49,6 +50,7 @@ export = function register(RED: NodeAPI): void {
       if (events === 'update' && isStatus) return;
       if (events === 'status' && !isStatus) return;
       const msg: Record<string, unknown> = {
+        _msgid: nextId(),
         topic: ev.deviceid,
         // copies, so a flow that changes the message cannot change the stored state
         payload: cloneJson(ev.params),

@@ -104,6 +104,9 @@ describe(`nodes on Node-RED ${runtimeVersion()} (${runtime}), Node ${process.ver
     await dev.ask({ userAgent: 'device', apikey: dev.key, deviceid: '1000aa0001', action: 'update', params: { switch: 'on' } });
     await waitFor(() => seen.length >= 3);
     assert.deepEqual(seen[2].payload, { switch: 'on' });
+    // every message has its own id, of the form Node-RED uses
+    for (const m of seen) assert.match(m._msgid, /^[0-9a-f]{16}$/);
+    assert.equal(new Set(seen.map((m) => m._msgid)).size, seen.length);
     assert.equal(seen[2].state.switch, 'on');
     assert.equal(seen[2].state.rssi, -31);
     // Changing a message downstream does not change the stored state.
