@@ -52,12 +52,13 @@ export = function register(RED: NodeAPI): void {
       const msg: Record<string, unknown> = {
         _msgid: nextId(),
         topic: ev.deviceid,
-        // copies, so a flow that changes the message cannot change the stored state
+        // copies, so a flow that changes its message changes neither the stored state nor
+        // the message another node got for the same report
         payload: cloneJson(ev.params),
         state: cloneJson(ev.state),
-        normalized: ev.normalized,
+        normalized: cloneJson(ev.normalized),
         event: kind,
-        device: ev.device,
+        device: { ...ev.device },
       };
       if (ev.channel !== undefined) msg.channel = ev.channel;
       node.send(msg);

@@ -119,6 +119,11 @@ describe(`nodes on Node-RED ${runtimeVersion()} (${runtime}), Node ${process.ver
     await waitStatus(helper.getNode('in1'), (s) => s.fill === 'red' && s.text === 'sonoff-device-in.status.offline');
     // The 'status' node got online and offline but no reports.
     assert.deepEqual(statusSeen.map((m) => m.event), ['online', 'offline']);
+    // Two nodes got the same 'online' event: changing one message leaves the other as it was.
+    seen[0].device.online = 'changed';
+    seen[0].normalized.switch = 'changed';
+    assert.equal(statusSeen[0].device.online, true);
+    assert.notEqual(statusSeen[0].normalized.switch, 'changed');
   });
 
   it('sends commands, and completes only when the device acks', async () => {
