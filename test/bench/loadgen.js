@@ -81,6 +81,8 @@ class Device {
     this.seq = 0; // values for the next update
     this.pingAt = 0; // intended time of the outstanding heartbeat
     this.drop = false; // closed on purpose: do not reconnect
+    this.lastAt = 0; // intended time of the latest update sent (hub subscribers match frames to it)
+    this.lastWin = false; // ...and whether it was in the measured window
   }
 }
 
@@ -133,6 +135,8 @@ class LoadGen {
     this.conn = null; // the running connect batch
     this.phase = null; // the running timed phase
     this.subs = [];
+    this.slowSubs = [];
+    this.byId = new Map(this.devices.map((d) => [d.id, d]));
     this.totals = { commands: 0, errorsInSteady: 0, unexpectedCloses: 0, reconnects: 0, overflow: 0, protocolErrors: 0 };
   }
 
@@ -396,6 +400,8 @@ class LoadGen {
     ws.send(`{"userAgent":"device","apikey":"${d.key}","deviceid":"${d.id}","action":"update","sequence":"${Math.floor(ts)}","params":${params}}`);
     // Slot of this update; the sign bit marks "outside the measured window".
     this.ring[d.i * RING + (d.sent % RING)] = windowed === 1 ? intended : -intended - 1;
+    d.lastAt = intended;
+    d.lastWin = windowed === 1;
     d.sent++;
     return true;
   }
@@ -486,7 +492,7 @@ class LoadGen {
         upd, ui: 0, hb, hi: 0,
         sent: 0, skipped: 0, acked: 0, errors: 0, pings: 0, pongs: 0,
         ackHist: createHistogram(), slipHist: createHistogram(), pongHist: createHistogram(),
-        cpu0: null, windowOpen: false, done: false, resolve, deliveries: 0, delivHist: createHistogram(),
+        cpu0: null, windowOpen: false, done: false, resolve, deliveries: 0, delivHist: createHistogram(), subFrames: 0,
       };
       this.wake(t0);
     });
@@ -569,6 +575,10 @@ class LoadGen {
       deliveries: p.deliveries,
       deliveryRate: Math.round(p.deliveries / measureS),
       delivery: summary(p.delivHist),
+      subFrames: p.subFrames,
+      subFrameRate: Math.round(p.subFrames / measureS),
+      subscribers: this.subs.length,
+      slowSubscribers: this.slowSubs.map(slowState),
       gen: { cpuPct: gen.us / 1000 / gen.wall, eldP99: gen.eldP99, eldMax: gen.eldMax },
       finishedLateMs: Math.round(t - p.wEnd),
     });
@@ -576,32 +586,84 @@ class LoadGen {
 
   // ---- subscribers (app/dashboard clients of a fan-out server) -------------------------------
 
-  subscribe({ count = 50, path = '/sub' } = {}) {
-    const url = `${this.tls ? 'wss' : 'ws'}://${this.host}:${this.port}${path}`;
+  /**
+   * Connect `count` subscribers (app/dashboard clients). kind 'raw': the baseline fan-out
+   * (`/sub` of this server; frames carry `benchTs`). Hub kinds connect to `url` (the hub API's
+   * own port): 'telemetry' sends `Authorization: Bearer <token>` and subscribes to the real-time
+   * telemetry channel, 'zhiting' sends the `smart-assistant-token` header. A hub frame names its
+   * device (`deviceid` / `identity`): it is matched to that device's latest update (intended send
+   * time -> delivery latency), and counted once per update and subscriber (a Zhiting update is one
+   * `attribute_change` frame per changed attribute). `slow`: kept apart (never counted), for
+   * `pauseSlow` (G11).
+   */
+  subscribe({ count = 50, path = '/sub', kind = 'raw', url, token, slow = false } = {}) {
+    const target = url || `${this.tls ? 'wss' : 'ws'}://${this.host}:${this.port}${path}`;
+    const headers = kind === 'telemetry' ? { Authorization: `Bearer ${token}` } : kind === 'zhiting' ? { 'smart-assistant-token': token } : {};
     const opened = [];
     for (let i = 0; i < count; i++) {
-      const ws = new WebSocket(url, { perMessageDeflate: false, rejectUnauthorized: false, localAddress: this.nextSource(), secureContext: this.secureContext });
+      const ws = new WebSocket(target, { perMessageDeflate: false, rejectUnauthorized: false, localAddress: this.nextSource(), secureContext: this.secureContext, headers });
       ws.__gen = this;
-      ws.on('message', onSubMessage);
+      ws.__kind = kind;
+      ws.__seen = kind === 'raw' ? null : new Int32Array(this.devices.length).fill(-1);
+      ws.__slow = slow;
+      ws.__frames = 0;
       ws.on('error', () => {});
-      this.subs.push(ws);
+      if (slow) {
+        ws.__t0 = now();
+        ws.once('close', (code) => {
+          ws.__closedAt = now();
+          ws.__closeCode = code;
+        });
+        this.slowSubs.push(ws);
+      } else this.subs.push(ws);
       opened.push(new Promise((resolve, reject) => {
-        ws.once('open', resolve);
         ws.once('error', reject);
+        ws.once('open', () => {
+          if (kind !== 'telemetry') {
+            ws.on('message', slow ? onSlowMessage : onSubMessage);
+            resolve();
+            return;
+          }
+          ws.send('{"type":"subscribe","channel":"telemetry","id":1}');
+          const onFirst = (data) => {
+            const text = data.toString('utf8');
+            if (!text.includes('"subscription_confirmed"')) {
+              if (text.includes('"error"')) reject(new Error(`telemetry subscribe refused: ${text.slice(0, 200)}`));
+              return;
+            }
+            ws.off('message', onFirst);
+            ws.on('message', slow ? onSlowMessage : onSubMessage);
+            resolve();
+          };
+          ws.on('message', onFirst);
+        });
+        ws.once('close', (code) => reject(new Error(`subscriber closed (${code}) before it was ready`)));
       }));
     }
-    return Promise.all(opened).then(() => ({ subscribers: this.subs.length }));
+    return Promise.all(opened).then(() => ({ subscribers: this.subs.length, slow: this.slowSubs.length }));
+  }
+
+  /** The slow subscribers stop reading: their sockets are paused, so the server's send buffers fill (G11). */
+  pauseSlow() {
+    const t = now();
+    for (const ws of this.slowSubs) {
+      ws.__pausedAt = t;
+      if (ws._socket) ws._socket.pause();
+    }
+    return { paused: this.slowSubs.length, slow: this.slowSubs.map(slowState) };
   }
 
   unsubscribe() {
     for (const ws of this.subs) ws.terminate();
+    for (const ws of this.slowSubs) ws.terminate();
     this.subs = [];
+    this.slowSubs = [];
   }
 
   status() {
     const states = {};
     for (const d of this.devices) states[d.st] = (states[d.st] || 0) + 1;
-    return { online: this.online, inflight: this.inflight.size, states, totals: this.totals, subs: this.subs.length, tls: this.tls ? { profile: this.tlsProfile, negotiated: this.negotiated } : null };
+    return { online: this.online, inflight: this.inflight.size, states, totals: this.totals, subs: this.subs.length, slowSubs: this.slowSubs.map(slowState), tls: this.tls ? { profile: this.tlsProfile, negotiated: this.negotiated } : null };
   }
 
   async close() {
@@ -745,16 +807,50 @@ function onUnexpected(_req, res) {
 
 function onSubMessage(data) {
   const gen = this.__gen;
+  this.__frames++;
   const p = gen.phase;
   if (!p) return;
   const s = data.toString('latin1');
+  if (this.__kind !== 'raw') {
+    onHubFrame(gen, p, this, s);
+    return;
+  }
   const k = s.indexOf('"benchTs":');
   if (k < 0) return;
   const ts = localOf(parseFloat(s.slice(k + 10, k + 30)));
   if (ts >= p.wStart && ts < p.wEnd) {
     p.deliveries++;
+    p.subFrames++;
     rec(p.delivHist, now() - ts);
   }
+}
+
+/** A hub frame: find its device, count it once per (subscriber, update) of the window. */
+function onHubFrame(gen, p, ws, s) {
+  const key = ws.__kind === 'zhiting' ? '"identity":"' : '"deviceid":"';
+  const k = s.indexOf(key);
+  if (k < 0) return;
+  const d = gen.byId.get(s.slice(k + key.length, k + key.length + 10));
+  if (!d || !d.lastWin) return;
+  p.subFrames++;
+  if (ws.__seen[d.i] === d.seq) return;
+  ws.__seen[d.i] = d.seq;
+  p.deliveries++;
+  rec(p.delivHist, now() - d.lastAt);
+}
+
+function onSlowMessage() {
+  this.__frames++;
+}
+
+function slowState(ws) {
+  return {
+    frames: ws.__frames,
+    open: ws.readyState === 1,
+    pausedMsAgo: ws.__pausedAt ? Math.round(now() - ws.__pausedAt) : null,
+    closeCode: ws.__closeCode ?? null,
+    closedAfterPauseMs: ws.__closedAt !== undefined && ws.__pausedAt ? Math.round(ws.__closedAt - ws.__pausedAt) : null,
+  };
 }
 
 // ---- a tiny binary heap of [time, device] -------------------------------------------------------
@@ -811,6 +907,7 @@ if (require.main === module) {
     dropAll: (args) => need().dropAll(args),
     phase: (args) => need().runTimed(args),
     subscribe: (args) => need().subscribe(args),
+    pauseSlow: () => need().pauseSlow(),
     unsubscribe: () => need().unsubscribe(),
     status: () => need().status(),
     async close() {

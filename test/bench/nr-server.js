@@ -7,8 +7,14 @@
 //
 //   coolkit-server (127.0.0.1:PORT, tls off|auto)  <-  sonoff-device-in (all devices, all events)  ->  coolkit-bench-sink
 //
+// With --hub, the flow also has a hub API node on 127.0.0.1:HUBPORT/ws (it subscribes to the
+// cloud's device events itself, next to the flow): `telemetry-alert` (JWT secret, no alert rules)
+// or `zhiting-bridge` (token). Its gateway and fan-out counters are in the snapshots, and
+// `hubSample` reads memory and every hub client's send buffer without a GC (G3/G11).
+//
 // Arguments: --package DIR (a snapshot of the built package: package.json + dist/ + node_modules link)
 //            --port N  [--tls CERT,KEY]  [--runtime node-red|node-red-5]  [--sinks K]
+//            [--hub telemetry|zhiting --hub-port N --hub-secret S]
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -26,6 +32,10 @@ const port = Number(arg('port', '0'));
 const tls = arg('tls', '');
 const runtimeName = arg('runtime', 'node-red');
 const sinks = Math.max(1, Number(arg('sinks', '1')));
+const hub = arg('hub', '');
+const hubPort = Number(arg('hub-port', '0'));
+const hubSecret = arg('hub-secret', '');
+if (hub && !['telemetry', 'zhiting'].includes(hub)) throw new Error(`unknown hub ${hub}`);
 
 // The sink node: counts what reaches it and how long after the device's intended send time.
 const SINK_JS = `'use strict';
@@ -82,7 +92,14 @@ function makeUserDir() {
     { id: 'benchin', type: 'sonoff-device-in', z: 'benchtab', name: '', server: 'benchsrv', deviceid: '', events: 'all', x: 100, y: 100, wires: [sinkIds] },
     ...sinkIds.map((id, i) => ({ id, type: 'coolkit-bench-sink', z: 'benchtab', server: 'benchsrv', x: 300, y: 100 + 40 * i, wires: [] })),
   ];
+  if (hub === 'telemetry') {
+    flows.push({ id: 'benchhub', type: 'telemetry-alert', z: 'benchtab', name: '', server: 'benchsrv', listen: 'port', bind: '127.0.0.1', port: hubPort, path: '/ws', origins: '', rules: [], x: 100, y: 300, wires: [[]] });
+  } else if (hub === 'zhiting') {
+    flows.push({ id: 'benchhub', type: 'zhiting-bridge', z: 'benchtab', name: '', server: 'benchsrv', listen: 'port', bind: '127.0.0.1', port: hubPort, path: '/ws', allowQueryToken: false, origins: '', maxPayload: 65536, rateLimit: 100, answerTimeout: 2, x: 100, y: 300, wires: [[]] });
+  }
   fs.writeFileSync(path.join(userDir, 'flows.json'), JSON.stringify(flows));
+  // Credentials in clear text (credentialSecret: false below when a hub is configured).
+  if (hub) fs.writeFileSync(path.join(userDir, 'flows_cred.json'), JSON.stringify({ benchhub: hub === 'telemetry' ? { jwtSecret: hubSecret } : { token: hubSecret } }));
   return userDir;
 }
 
@@ -91,7 +108,7 @@ const RED = require(runtimeName);
 const settings = {
   userDir,
   flowFile: 'flows.json',
-  credentialSecret: 'coolkit-bench',
+  credentialSecret: hub ? false : 'coolkit-bench',
   httpAdminRoot: false,
   httpNodeRoot: false,
   uiHost: '127.0.0.1',
@@ -102,15 +119,51 @@ const settings = {
   editorTheme: { projects: { enabled: false } },
 };
 
+/** The hub node's gateway and fan-out (undefined without --hub or before the flow started). */
+function hubParts() {
+  if (!hub) return undefined;
+  const node = RED.nodes.getNode('benchhub');
+  if (!node) return undefined;
+  if (hub === 'telemetry') return node.telemetry ? { gateway: node.telemetry.gateway, fanout: node.telemetry.service.fanout, port: node.telemetry.port } : undefined;
+  return node.zhiting ? { gateway: node.zhiting.gateway, fanout: undefined, port: node.zhiting.port } : undefined;
+}
+
+/** Cumulative hub counters: gateway broadcasts/drops/cuts, telemetry serialisations and deliveries. */
+function hubCounters() {
+  const h = hubParts();
+  if (!h || !h.gateway) return undefined;
+  const g = h.gateway.stats;
+  let dropped = g.droppedEvents;
+  for (const c of h.gateway.connections) dropped += c.droppedEvents;
+  return {
+    open: h.gateway.size,
+    updates: bench.updates, // device updates that reached the Node-RED sink (the hub gets the same events)
+    broadcasts: g.broadcasts,
+    slowReaders: g.slowReaders,
+    deadPeers: g.deadPeers,
+    droppedEvents: dropped,
+    serialised: h.fanout ? h.fanout.stats.serialised : g.broadcasts, // zhiting: one JSON.stringify per broadcast
+    delivered: h.fanout ? h.fanout.stats.delivered : undefined,
+  };
+}
+let hubAtReset;
+
 const probe = new Probe(() => {
   const cloud = bench.cloud;
-  return {
+  const out = {
     online: cloud ? cloud.onlineCount : 0,
     state: cloud ? cloud.state : 'none',
     sinkMsgs: bench.msgs,
     sinkUpdates: bench.updates,
     sinkStatus: bench.status,
   };
+  const h = hubCounters();
+  if (h) {
+    out.hub = h;
+    // In the window since the last reset.
+    if (hubAtReset) out.hubWindow = Object.fromEntries(Object.entries(h).map(([k, v]) => [k, typeof v === 'number' && k !== 'open' ? v - (hubAtReset[k] ?? 0) : v]));
+  }
+  return out;
 });
 
 let started;
@@ -121,6 +174,10 @@ async function start() {
   while (!bench.cloud || bench.cloud.state !== 'listening') {
     if (bench.cloud && bench.cloud.state === 'error') throw new Error(`coolkit-server failed: ${bench.cloud.lastError && bench.cloud.lastError.message}`);
     if (Date.now() > until) throw new Error('coolkit-server did not start listening within 60 s');
+    await sleep(50);
+  }
+  while (hub && !(hubParts()?.port > 0)) {
+    if (Date.now() > until) throw new Error(`the ${hub} hub node did not start listening within 60 s`);
     await sleep(50);
   }
 }
@@ -145,11 +202,40 @@ serve({
       nodeRed: RED.version,
       userDir,
       base: `${tls ? 'https' : 'http'}://127.0.0.1:${bench.cloud.port}`,
+      hub: hub ? { api: hub, port: hubParts().port, url: `ws://127.0.0.1:${hubParts().port}/ws` } : undefined,
     };
   },
   reset() {
     bench.delivery.reset();
+    hubAtReset = hubCounters();
     return probe.reset();
+  },
+  /**
+   * G11 set-up: fill the kernel socket buffers of hub client `id` (a client that stopped reading)
+   * with filler text frames, written straight to its socket, until the kernel takes no more and
+   * bytes start to wait in the process. On loopback the kernel holds ~4-6 MB per socket, which
+   * would otherwise take ~25 s of updates to fill before the session layer's limits come into play.
+   */
+  async hubPrefill({ id, maxBytes = 64 * 1024 * 1024 }) {
+    const h = hubParts();
+    const conn = h && h.gateway ? [...h.gateway.connections].find((c) => c.id === id) : undefined;
+    if (!conn) throw new Error(`no hub connection ${id}`);
+    const chunk = Buffer.alloc(16 * 1024, 0x20);
+    let sent = 0;
+    for (let i = 0; i < 10; i++) {
+      while (conn.isOpen && conn.ws.bufferedAmount === 0 && sent < maxBytes) {
+        conn.ws.send(chunk, { binary: false });
+        sent += chunk.length;
+      }
+      await sleep(100);
+    }
+    return { sent, buffered: conn.ws.bufferedAmount, open: conn.isOpen };
+  },
+  /** Memory (no GC: what the process holds right now) and every hub client's server-side send buffer. */
+  hubSample() {
+    const h = hubParts();
+    const conns = h && h.gateway ? [...h.gateway.connections].map((c) => ({ id: c.id, buffered: c.bufferedAmount, dropped: c.droppedEvents })) : [];
+    return { t: Date.now(), mem: process.memoryUsage(), conns, hub: hubCounters() };
   },
   snapshot() {
     return { ...probe.snapshot(), delivery: deliverySummary() };

@@ -11,17 +11,22 @@
 //   B-tls      raw ws idle holder over TLS     herd (RSA-2048)
 //   ours-tls   CoolkitCloud/Node-RED, TLS      herd (same certificate)
 //   B-echo     raw ws echo                     fixed rate (reference only)
-//   B-fanout   raw ws ack + fan-out to 50      fixed rate with 50 subscribers (ours: no hub API yet)
+//   B-fanout   raw ws ack + fan-out to 50      fixed rate with 50 subscribers
+//   ours-hub   ours + telemetry-alert node     same rate, 50 telemetry API subscribers (G3); then one more
+//                                              subscriber that stops reading (G11)
+//   ours-zhiting ours + zhiting-bridge node    same rate, 50 Zhiting API subscribers (G3z)
 //
 // Servers are pinned to core 1 and the generator to core 0 (taskset). Every ratio is taken
 // within a round; the table shows the median over rounds and the min..max spread.
 //
 //   node test/bench/run.js [--size smoke|medium|full] [--rounds N] [--out DIR] [--no-pin]
 //                          [--runtime node-red|node-red-5] [--profile] [--only a,b] [--quiet]
+//                          [--devices N] [--fanout-rate R] [--slow-ms MS] [--slow-control]
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { performance } = require('node:perf_hooks');
+const { createHmac, randomBytes } = require('node:crypto');
 const { connect } = require('./lib/ipc');
 const setup = require('./lib/setup');
 const report = require('./lib/report');
@@ -38,19 +43,19 @@ const SIZES = {
     devices: 50, memLow: 25, memHigh: 50, tlsDevices: 50, rounds: 1,
     warmupMs: 300, measureMs: 1000, settleMs: 300,
     kneeStart: 200, kneeFactor: 1.6, kneeMax: 700, kneeWarmupMs: 200, kneeMeasureMs: 800, kneeRefine: false,
-    fixedRate: 300, fanoutRate: 100, subscribers: 50, pingRate: 25, pingMs: 1000, concurrency: 500, quietMaxMs: 0, kneeRetries: 1,
+    fixedRate: 300, fanoutRate: 100, subscribers: 50, slowMs: 1000, pingRate: 25, pingMs: 1000, concurrency: 500, quietMaxMs: 0, kneeRetries: 1,
   },
   medium: {
     devices: 3000, memLow: 1000, memHigh: 3000, tlsDevices: 1000, rounds: 3,
     warmupMs: 1000, measureMs: 3000, settleMs: 1500,
     kneeStart: 3000, kneeFactor: 1.4, kneeMax: 45000, kneeWarmupMs: 500, kneeMeasureMs: 2000, kneeRefine: true,
-    fixedRate: 5000, fanoutRate: 400, subscribers: 50, pingRate: 103, pingMs: 4000, concurrency: 500, quietMaxMs: 5000, kneeRetries: 1,
+    fixedRate: 5000, fanoutRate: 1000, subscribers: 50, slowMs: 10000, pingRate: 103, pingMs: 4000, concurrency: 500, quietMaxMs: 5000, kneeRetries: 1,
   },
   full: {
     devices: 15000, memLow: 5000, memHigh: 15000, tlsDevices: 15000, rounds: 5,
     warmupMs: 2000, measureMs: 5000, settleMs: 5000,
     kneeStart: 4000, kneeFactor: 1.25, kneeMax: 60000, kneeWarmupMs: 1000, kneeMeasureMs: 3000, kneeRefine: true,
-    fixedRate: 10000, fanoutRate: 400, subscribers: 50, pingRate: 103, pingMs: 10000, concurrency: 500, quietMaxMs: 20_000, kneeRetries: 2,
+    fixedRate: 10000, fanoutRate: 1000, subscribers: 50, slowMs: 10000, pingRate: 103, pingMs: 10000, concurrency: 500, quietMaxMs: 20_000, kneeRetries: 2,
   },
 };
 
@@ -60,6 +65,13 @@ const GEN_LIMITS = { cpuPct: 0.9, eldP99Ms: 20, slipP99Ms: 20 };
 const KNEE_P99_MS = 50;
 /** Load from other processes on our cores above this share of a core marks a measurement as disturbed. */
 const FOREIGN_LIMIT = 0.25;
+
+/** An HS256 JWT for the telemetry API's subscribers. */
+function hs256(secret, payload) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(payload)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
 
 function parseArgs(argv) {
   const a = { size: 'medium', out: path.join(HERE, 'results'), pin: true, runtime: 'node-red', profile: false, only: null, quiet: false };
@@ -75,8 +87,12 @@ function parseArgs(argv) {
     else if (k === '--only') a.only = v().split(',');
     else if (k === '--quiet') a.quiet = true;
     else if (k === '--devices') a.devices = Number(v());
+    else if (k === '--fanout-rate') a.fanoutRate = Number(v());
+    else if (k === '--slow-ms') a.slowMs = Number(v());
+    else if (k === '--slow-control') a.slowControl = true; // diagnostic: the G11 phase with the extra client reading normally
     else if (k === '--help' || k === '-h') {
-      console.log(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 25).join('\n'));
+      const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(2);
+      console.log(lines.slice(0, lines.findIndex((l) => !l.startsWith('//'))).join('\n'));
       process.exit(0);
     } else throw new Error(`unknown argument ${k}`);
   }
@@ -89,6 +105,8 @@ class Bench {
     this.args = args;
     this.size = { ...SIZES[args.size] };
     if (args.rounds) this.size.rounds = args.rounds;
+    if (args.fanoutRate) this.size.fanoutRate = args.fanoutRate;
+    if (args.slowMs) this.size.slowMs = args.slowMs;
     if (args.devices) {
       const f = args.devices / this.size.devices;
       for (const k of ['devices', 'memLow', 'memHigh', 'tlsDevices']) this.size[k] = Math.max(2, Math.round(this.size[k] * f));
@@ -138,20 +156,25 @@ class Bench {
   }
 
   /** Start one server child; returns {rpc, info, stop}. */
-  async startServer(kind, { tls = false, round = 0 } = {}) {
+  async startServer(kind, { tls = false, round = 0, hub } = {}) {
     let script;
     let args;
     const execArgv = ['--expose-gc'];
+    let hubSecret;
     if (kind === 'ours') {
       script = path.join(HERE, 'nr-server.js');
       args = ['--package', this.pkg, '--port', String(await setup.freePort()), '--runtime', this.args.runtime];
       if (tls) args.push('--tls', this.cert.arg);
+      if (hub) {
+        hubSecret = randomBytes(32).toString('hex');
+        args.push('--hub', hub, '--hub-port', String(await setup.freePort()), '--hub-secret', hubSecret);
+      }
     } else {
       script = path.join(HERE, 'baseline-server.js');
       args = ['--mode', kind];
       if (tls) args.push('--tls', this.cert.arg);
     }
-    const name = `${kind}${tls ? '-tls' : ''}`;
+    const name = `${kind}${tls ? '-tls' : ''}${hub ? `-${hub}` : ''}`;
     // A profiled server is not pinned: V8's sampler thread would share the one core with the
     // main thread and mostly sample while the main thread is idle (busy time goes unseen).
     const profiled = Boolean(this.args.profile && kind === 'ours');
@@ -172,7 +195,9 @@ class Bench {
       await exited;
       clearTimeout(t);
     };
-    return { rpc, info, stop, child, name, round, profile: Boolean(this.args.profile && kind === 'ours') };
+    // Hub clients authenticate with the secret: the token itself (zhiting) or a JWT signed with it (telemetry).
+    const hubToken = hub === 'telemetry' ? hs256(hubSecret, { sub: 'bench', iat: Math.floor(Date.now() / 1000), exp: Math.floor(Date.now() / 1000) + 6 * 3600 }) : hubSecret;
+    return { rpc, info, stop, child, name, round, hubToken, profile: Boolean(this.args.profile && kind === 'ours') };
   }
 
   /** Machine load on our cores that is not ours, between two /proc/stat readings. */
@@ -396,6 +421,86 @@ class Bench {
     return r;
   }
 
+  /**
+   * Sample the server every `everyMs` while `fn` runs (hub clients' send buffers, memory without
+   * GC); returns fn's result with the samples' summary.
+   */
+  async sampled(srv, fn, everyMs = 250) {
+    const samples = [];
+    let running = true;
+    const loop = (async () => {
+      while (running) {
+        try {
+          samples.push(await srv.rpc('hubSample', {}, 10_000));
+        } catch { /* a missed sample */ }
+        await sleep(everyMs);
+      }
+    })();
+    try {
+      const r = await fn();
+      return { r, samples: summariseSamples(samples) };
+    } finally {
+      running = false;
+      await loop;
+    }
+  }
+
+  /** Fixed rate with S hub subscribers already connected (G3); server memory sampled alongside. */
+  async hubFanout(srv, label) {
+    const s = this.size;
+    const { r: fixed, samples } = await this.sampled(srv, () => this.fixed(srv, s.fanoutRate, `${label} (${s.subscribers} subscribers)`, 'fanout'));
+    const w = fixed.server.counters.hubWindow || {};
+    const updates = w.updates ?? 0;
+    fixed.hub = { ...w, serialisedPerUpdate: updates > 0 && typeof w.serialised === 'number' ? w.serialised / updates : null, memory: samples };
+    fixed.cpuPerFrameUs = fixed.gen.subFrames > 0 ? fixed.server.cpuUs / fixed.gen.subFrames : null;
+    this.log(`  ${label} delivered ${fixed.gen.deliveryRate} updates/s to subscribers (${fixed.gen.subFrameRate} frames/s), delivery p99 ${fixed.gen.delivery.p99} ms, ${fixed.cpuPerFrameUs?.toFixed(2)} µs server CPU per frame, ${fixed.hub.serialisedPerUpdate?.toFixed(2)} serialisations per update, dropped ${w.droppedEvents ?? '?'}`);
+    return fixed;
+  }
+
+  /**
+   * G11: one more subscriber connects and stops reading (its socket paused); its kernel socket
+   * buffers are pre-filled (see nr-server hubPrefill) so the session layer's limits come into play
+   * within the window; then the same fixed rate runs for slowMs while the server's memory and
+   * every hub client's send buffer are sampled. The session layer should drop events for it above
+   * 256 KiB buffered and cut it after 5 s there.
+   */
+  async slowConsumer(srv, kind) {
+    const s = this.size;
+    await this.gen('subscribe', { count: 1, kind, url: srv.info.hub.url, token: srv.hubToken, slow: true });
+    const before = await srv.rpc('hubSample');
+    const slowId = Math.max(...before.conns.map((c) => c.id));
+    const pausedAt = Date.now();
+    const control = Boolean(this.args.slowControl);
+    const paused = control ? { paused: 0, slow: [] } : await this.gen('pauseSlow');
+    const prefill = control ? { sent: 0, buffered: 0 } : await srv.rpc('hubPrefill', { id: slowId }, 30_000);
+    this.log(`  slow consumer: paused; ${(prefill.sent / 1048576).toFixed(1)} MiB of filler took its kernel socket buffers (${(prefill.buffered / 1024).toFixed(0)} KiB waiting in the server)`);
+    const { r, samples } = await this.sampled(srv, () => this.timed(srv, { rate: s.fanoutRate, warmupMs: 500, measureMs: s.slowMs, graceMs: 2000 }, 'slow'));
+    const after = await srv.rpc('hubSample');
+    const status = await this.gen('status');
+    const slow = status.slowSubs[0] || {};
+    const w = r.server.counters.hubWindow || {};
+    const peakSlowBuffered = Math.max(0, ...samples.perConn.filter((c) => c.id === slowId).map((c) => c.maxBuffered));
+    const peakOtherBuffered = Math.max(0, ...samples.perConn.filter((c) => c.id !== slowId).map((c) => c.maxBuffered));
+    // The paused client cannot see its own close: the server's side tells (its connection is gone).
+    const cut = !after.conns.some((c) => c.id === slowId);
+    const firstGone = samples.slowGoneAt(slowId);
+    const cutAfterPauseMs = cut && firstGone !== null ? firstGone - pausedAt : null;
+    const out = {
+      ...r,
+      slow: {
+        paused: paused.paused, prefillBytes: prefill.sent, prefillBuffered: prefill.buffered, framesBeforePause: paused.slow[0]?.frames, cut, cutAfterPauseMs, clientSawClose: slow.closeCode,
+        peakSlowBuffered, peakOtherBuffered, slowReaders: w.slowReaders, droppedEvents: w.droppedEvents,
+        rssStart: before.mem.rss, rssPeak: samples.rssMax, rssGrowth: samples.rssMax !== null ? samples.rssMax - before.mem.rss : null,
+        heapGrowth: samples.heapMax !== null ? samples.heapMax - before.mem.heapUsed : null,
+        externalGrowth: samples.externalMax !== null ? samples.externalMax - (before.mem.external + before.mem.arrayBuffers) : null,
+        rssEnd: after.mem.rss, openAfter: after.conns.length,
+      },
+      memory: samples,
+    };
+    this.log(`  slow consumer: others got ${r.gen.deliveryRate} updates/s, delivery p99 ${r.gen.delivery.p99} ms; slow client ${cut ? `disconnected by the server ${cutAfterPauseMs ?? '?'} ms after it stopped reading (incl. the pre-fill and the wait before the phase)` : 'still open'}, its server buffer peaked at ${(peakSlowBuffered / 1024).toFixed(0)} KiB (others ${(peakOtherBuffered / 1024).toFixed(0)} KiB), ${w.droppedEvents ?? '?'} events dropped, RSS +${((out.slow.rssGrowth ?? 0) / 1048576).toFixed(1)} MiB (peak), heap +${((out.slow.heapGrowth ?? 0) / 1048576).toFixed(1)} MiB`);
+    return out;
+  }
+
   wanted(name) {
     return !this.args.only || this.args.only.includes(name);
   }
@@ -404,10 +509,10 @@ class Bench {
   async round(n, prev) {
     const s = this.size;
     const out = {};
-    const session = async (name, kind, tls, fn) => {
+    const session = async (name, kind, tls, fn, extra = {}) => {
       if (!this.wanted(name)) return;
       this.log(`round ${n}: ${name}`);
-      const srv = await this.startServer(kind, { tls, round: n });
+      const srv = await this.startServer(kind, { tls, round: n, ...extra });
       try {
         out[name] = { info: srv.info, ...(await fn(srv)) };
       } catch (err) {
@@ -477,9 +582,28 @@ class Bench {
       const connect = await this.connectDevices(0, s.devices);
       await this.gen('subscribe', { count: s.subscribers });
       const fixed = await this.fixed(srv, s.fanoutRate, `B-fanout (${s.subscribers} subscribers)`);
-      this.log(`  B-fanout delivered ${fixed.gen.deliveryRate} frames/s, delivery p99 ${fixed.gen.delivery.p99} ms`);
+      fixed.cpuPerFrameUs = fixed.gen.subFrames > 0 ? fixed.server.cpuUs / fixed.gen.subFrames : null;
+      this.log(`  B-fanout delivered ${fixed.gen.deliveryRate} frames/s, delivery p99 ${fixed.gen.delivery.p99} ms, ${fixed.cpuPerFrameUs?.toFixed(2)} µs server CPU per frame`);
       return { connect, subscribers: s.subscribers, fixed };
     });
+
+    // Ours with a hub API node: the same rate and subscriber count as B-fanout, then a slow client.
+    await session('ours-hub', 'ours', false, async (srv) => {
+      await this.initGen(srv.info.base, s.devices);
+      const connect = await this.connectDevices(0, s.devices);
+      await this.gen('subscribe', { count: s.subscribers, kind: 'telemetry', url: srv.info.hub.url, token: srv.hubToken });
+      const fixed = await this.hubFanout(srv, 'ours telemetry fan-out');
+      const slow = await this.slowConsumer(srv, 'telemetry');
+      return { connect, api: 'telemetry', subscribers: s.subscribers, fixed, slow };
+    }, { hub: 'telemetry' });
+
+    await session('ours-zhiting', 'ours', false, async (srv) => {
+      await this.initGen(srv.info.base, s.devices);
+      const connect = await this.connectDevices(0, s.devices);
+      await this.gen('subscribe', { count: s.subscribers, kind: 'zhiting', url: srv.info.hub.url, token: srv.hubToken });
+      const fixed = await this.hubFanout(srv, 'ours zhiting fan-out');
+      return { connect, api: 'zhiting', subscribers: s.subscribers, fixed };
+    }, { hub: 'zhiting' });
 
     return { round: n, halfRate, sessions: out };
   }
@@ -534,6 +658,41 @@ class Bench {
       try { c.kill('SIGKILL'); } catch { /* gone */ }
     }
   }
+}
+
+/** Peaks of the server samples: memory (no GC) and per hub client the largest send buffer seen. */
+function summariseSamples(samples) {
+  const max = (f) => (samples.length ? Math.max(...samples.map(f)) : null);
+  const perConn = new Map();
+  for (const x of samples) {
+    for (const c of x.conns) {
+      const e = perConn.get(c.id) || { id: c.id, maxBuffered: 0, dropped: 0 };
+      e.maxBuffered = Math.max(e.maxBuffered, c.buffered);
+      e.dropped = Math.max(e.dropped, c.dropped);
+      perConn.set(c.id, e);
+    }
+  }
+  return {
+    /** Server time of the first sample without connection `id` after it was seen (not serialised). */
+    slowGoneAt: (id) => {
+      let seen = false;
+      for (const x of samples) {
+        const has = x.conns.some((c) => c.id === id);
+        if (has) seen = true;
+        else if (seen) return x.t;
+      }
+      return null;
+    },
+    count: samples.length,
+    /** [ms since the first sample, rss, largest send buffer, connections]: gaps show server stalls. */
+    timeline: samples.map((x) => [x.t - samples[0].t, x.mem.rss, Math.max(0, ...x.conns.map((c) => c.buffered)), x.conns.length]),
+    rssFirst: samples.length ? samples[0].mem.rss : null,
+    rssMax: max((x) => x.mem.rss),
+    heapMax: max((x) => x.mem.heapUsed),
+    externalMax: max((x) => x.mem.external + x.mem.arrayBuffers),
+    maxBuffered: max((x) => Math.max(0, ...x.conns.map((c) => c.buffered))),
+    perConn: [...perConn.values()],
+  };
 }
 
 if (require.main === module) {

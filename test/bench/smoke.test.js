@@ -44,7 +44,7 @@ describe('benchmark (smoke size)', function () {
 
   it('prints the markdown table with every goal', () => {
     assert.match(run.stdout, /\| Goal \| Metric \|/);
-    for (const id of ['G1', 'G2', 'G3', 'G4', 'G6', 'G7', 'G8', 'G9a', 'G9b', 'G10', 'G11']) {
+    for (const id of ['G1', 'G2', 'G3', 'G3c', 'G3z', 'G4', 'G6', 'G7', 'G8', 'G9a', 'G9b', 'G10', 'G11', 'G11m']) {
       assert.match(run.stdout, new RegExp(`\\n\\| ${id} \\|`), `row ${id} missing`);
     }
     assert.ok(fs.readFileSync(path.join(out, 'latest.md'), 'utf8').includes('| Goal |'));
@@ -54,7 +54,7 @@ describe('benchmark (smoke size)', function () {
     assert.strictEqual(result.meta.size, 'smoke');
     assert.strictEqual(result.rounds.length, 1);
     const s = result.rounds[0].sessions;
-    for (const name of ['B-ack', 'ours', 'B-idle', 'B-tls', 'ours-tls', 'B-echo', 'B-fanout']) {
+    for (const name of ['B-ack', 'ours', 'B-idle', 'B-tls', 'ours-tls', 'B-echo', 'B-fanout', 'ours-hub', 'ours-zhiting']) {
       assert.ok(s[name], `session ${name} missing`);
       assert.strictEqual(s[name].error, undefined, `${name} failed: ${s[name].error}`);
     }
@@ -84,6 +84,32 @@ describe('benchmark (smoke size)', function () {
     for (const row of result.summary.rows) assert.notStrictEqual(row.result, 'no data', `${row.id} has no data`);
   });
 
+  it('the hub fan-out and slow-client rows have data (no timing asserted)', () => {
+    const s = result.rounds[0].sessions;
+    for (const name of ['ours-hub', 'ours-zhiting']) {
+      const f = s[name].fixed;
+      assert.strictEqual(s[name].connect.failed, 0, name);
+      assert.strictEqual(f.gen.subscribers, 50, `${name} subscribers`);
+      assert.ok(f.gen.deliveries > 0 && num(f.gen.delivery.p99), `${name} deliveries`);
+      assert.ok(f.gen.subFrames >= f.gen.deliveries, `${name} frames`);
+      assert.ok(num(f.cpuPerFrameUs) && f.cpuPerFrameUs > 0, `${name} cpu per frame`);
+      assert.ok(num(f.hub.serialisedPerUpdate), `${name} serialisations per update`);
+    }
+    // The telemetry API serialises each update once for all subscribers.
+    const spu = s['ours-hub'].fixed.hub.serialisedPerUpdate;
+    assert.ok(spu > 0.5 && spu < 1.5, `telemetry serialisations per update: ${spu}`);
+    const slow = s['ours-hub'].slow;
+    assert.strictEqual(slow.slow.paused, 1);
+    assert.ok(slow.gen.deliveries > 0, 'the other subscribers kept receiving');
+    assert.ok(num(slow.slow.peakSlowBuffered) && num(slow.slow.rssGrowth));
+    assert.ok(num(s['B-fanout'].fixed.cpuPerFrameUs));
+    const byId = Object.fromEntries(result.summary.rows.map((r) => [r.id, r]));
+    for (const id of ['G3', 'G3c', 'G3z', 'G11', 'G11m']) {
+      assert.ok(num(byId[id].median), `${id} has a value`);
+      assert.notStrictEqual(byId[id].result, 'no data', id);
+    }
+  });
+
   it('no failed registrations', () => {
     const s = result.rounds[0].sessions;
     const herds = { ours: s.ours.herd, 'B-idle': s['B-idle'].herd, 'B-tls': s['B-tls'].herd, 'ours-tls': s['ours-tls'].herd };
@@ -92,7 +118,7 @@ describe('benchmark (smoke size)', function () {
       assert.strictEqual(h.ok, h.devices, `${name} herd completed`);
       assert.ok(num(h.rate) && h.rate > 0);
     }
-    for (const name of ['B-ack', 'B-tls', 'ours-tls', 'B-echo', 'B-fanout']) assert.strictEqual(s[name].connect.failed, 0, name);
+    for (const name of ['B-ack', 'B-tls', 'ours-tls', 'B-echo', 'B-fanout', 'ours-hub', 'ours-zhiting']) assert.strictEqual(s[name].connect.failed, 0, name);
     for (const c of s.ours.memory.connect) assert.strictEqual(c.failed, 0);
     // Every frame the cloud sent was understood (acks matched in order, commands acked).
     assert.strictEqual(s.ours.genStatus.totals.protocolErrors, 0, JSON.stringify(s.ours.genStatus.totals));

@@ -127,19 +127,59 @@ function goals(size) {
       },
     },
     {
-      id: 'G3', metric: `fan-out of each update to ${size.subscribers} subscribers (delivered frames/s at ${size.fanoutRate} upd/s)`, base: 'B-fanout', unit: '/s',
-      b: (r) => get(r.sessions, 'B-fanout.fixed.gen.deliveryRate'), o: () => null,
-      kind: 'na', note: 'not measured (hub API not implemented yet)', m: ['B-fanout.fixed'],
+      id: 'G3', metric: `fan-out of each update to ${size.subscribers} hub subscribers, telemetry API (delivered frames/s at ${size.fanoutRate} upd/s)`, base: 'B-fanout', unit: '/s',
+      b: (r) => get(r.sessions, 'B-fanout.fixed.gen.deliveryRate'), o: (r) => get(r.sessions, 'ours-hub.fixed.gen.deliveryRate'),
+      kind: 'ratio', op: '>=', target: 0.85, minimum: 0.7, m: ['B-fanout.fixed', 'ours-hub.fixed'],
+      extra: (r) => fanoutNotes(r, 'ours-hub'),
     },
     {
-      id: 'G11', metric: 'one hub client stops reading: server memory bounded', base: '—', unit: '',
-      b: () => null, o: () => null, kind: 'na', note: 'not measurable yet (no hub clients)',
+      id: 'G3c', metric: 'fan-out, telemetry API: server CPU per delivered frame (µs; not limited by the rate)', base: 'B-fanout', unit: 'µs',
+      b: (r) => get(r.sessions, 'B-fanout.fixed.cpuPerFrameUs'), o: (r) => get(r.sessions, 'ours-hub.fixed.cpuPerFrameUs'),
+      kind: 'ratio', op: '<=', target: 1.18, minimum: 1.43, informative: true, m: ['B-fanout.fixed', 'ours-hub.fixed'], quiet: true,
+    },
+    {
+      id: 'G3z', metric: `fan-out to ${size.subscribers} hub subscribers, Zhiting API (updates delivered per subscriber, frames/s at ${size.fanoutRate} upd/s)`, base: 'B-fanout', unit: '/s',
+      b: (r) => get(r.sessions, 'B-fanout.fixed.gen.deliveryRate'), o: (r) => get(r.sessions, 'ours-zhiting.fixed.gen.deliveryRate'),
+      kind: 'ratio', op: '>=', target: 0.85, minimum: 0.7, m: ['B-fanout.fixed', 'ours-zhiting.fixed'],
+      extra: (r) => fanoutNotes(r, 'ours-zhiting'),
+    },
+    {
+      id: 'G11', metric: `one hub client stops reading: the other ${size.subscribers} subscribers' delivered frames/s, with ÷ without it (telemetry API)`, base: 'ours, no slow client', unit: '/s',
+      b: (r) => get(r.sessions, 'ours-hub.fixed.gen.deliveryRate'), o: (r) => get(r.sessions, 'ours-hub.slow.gen.deliveryRate'),
+      kind: 'ratio', op: '>=', target: 0.85, minimum: 0.7, m: ['ours-hub.fixed', 'ours-hub.slow'],
+      extra: (r) => {
+        const a = get(r.sessions, 'ours-hub.fixed.gen.delivery.p99');
+        const b = get(r.sessions, 'ours-hub.slow.gen.delivery.p99');
+        return typeof a === 'number' && typeof b === 'number' ? [`round ${r.round}: other subscribers' delivery p99 ${b} ms with the slow client vs ${a} ms without (${a > 0 ? (b / a).toFixed(2) : '—'}×)`] : [];
+      },
+    },
+    {
+      id: 'G11m', metric: "one hub client stops reading: the server's send buffer for it, peak (KiB; cap 1 MiB)", base: '—', unit: 'KiB',
+      b: () => null, o: (r) => kb(get(r.sessions, 'ours-hub.slow.slow.peakSlowBuffered')),
+      kind: 'abs', op: '<=', target: 1126, minimum: 1126, m: ['ours-hub.slow'], quiet: true,
+      extra: (r) => {
+        const x = get(r.sessions, 'ours-hub.slow.slow');
+        if (!x) return [];
+        const c = get(r.sessions, 'ours-hub.fixed.hub.memory');
+        const mb = (v) => (typeof v === 'number' ? `${(v / 1048576).toFixed(1)} MiB` : '—');
+        const ctl = c && typeof c.rssMax === 'number' && typeof c.rssFirst === 'number' ? c.rssMax - c.rssFirst : null;
+        return [`round ${r.round}: slow client ${x.cut ? `disconnected by the server${typeof x.cutAfterPauseMs === 'number' ? ` ${(x.cutAfterPauseMs / 1000).toFixed(1)} s after it stopped reading (pre-fill and quiet wait included)` : ''}` : 'not disconnected within the phase'}; kernel buffers pre-filled with ${((x.prefillBytes ?? 0) / 1048576).toFixed(1)} MiB; ${x.droppedEvents ?? 0} events dropped for it; server RSS peak +${mb(x.rssGrowth)} during the phase (+${mb(ctl)} in the same phase without it), heap +${mb(x.heapGrowth)}; other clients' buffers peaked at ${(x.peakOtherBuffered / 1024).toFixed(0)} KiB`];
+      },
     },
     {
       id: 'ref', metric: `B-echo server CPU per frame at ${size.fixedRate}/s (µs; reference)`, base: 'B-echo', unit: 'µs',
       b: (r) => get(r.sessions, 'B-echo.fixed.cpuPerUpdUs'), o: () => null, kind: 'na', note: 'reference only', m: ['B-echo.fixed'],
     },
   ];
+}
+
+function fanoutNotes(r, session) {
+  const f = get(r.sessions, `${session}.fixed`);
+  const b = get(r.sessions, 'B-fanout.fixed');
+  if (!f) return [];
+  const spu = f.hub?.serialisedPerUpdate;
+  const out = [`round ${r.round}: ${f.gen.subFrameRate} frames/s to ${f.gen.subscribers} subscribers, ${typeof spu === 'number' ? spu.toFixed(2) : '—'} serialisations per update, ${f.hub?.droppedEvents ?? '—'} events dropped; delivery p99 ${f.gen.delivery.p99} ms (B-fanout ${b?.gen.delivery.p99 ?? '—'} ms)`];
+  return out;
 }
 
 function kb(bytes) {
@@ -250,6 +290,11 @@ function fmtTarget(row) {
   return row.target === row.minimum ? `${op} ${row.target}${u}` : `${op} ${row.target}${u} (min. ${row.minimum}${u})`;
 }
 
+function slowCell(x) {
+  if (!x || !x.slow) return '—';
+  return `${x.gen.deliveryRate}/s, ${(x.slow.peakSlowBuffered / 1024).toFixed(0)} KiB, ${x.slow.cut ? 'cut' : 'open'}`;
+}
+
 function markdown(result) {
   const { meta, summary, flags } = result;
   const p = meta.params;
@@ -273,15 +318,15 @@ function markdown(result) {
   lines.push('');
   lines.push('Per round (absolute values):');
   lines.push('');
-  lines.push('| Round | B-ack knee | ours knee | half load | B-ack cpu/upd | ours cpu/upd | B-echo cpu/upd | ours ack p99 (half) | B-ack ack p99 (half) | herd plain B/ours | herd TLS B/ours | B-fanout frames/s |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('| Round | B-ack knee | ours knee | half load | B-ack cpu/upd | ours cpu/upd | B-echo cpu/upd | ours ack p99 (half) | B-ack ack p99 (half) | herd plain B/ours | herd TLS B/ours | fan-out frames/s B / telemetry / zhiting | slow client: others frames/s, buffer peak, cut |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of result.rounds) {
     const s = r.sessions;
     const knee = (k) => (k ? `${k.knee}/s (${k.bound})` : '—');
     const us = (x) => (typeof x === 'number' ? `${x.toFixed(1)} µs` : '—');
     const ms = (x) => (typeof x === 'number' ? `${x} ms` : '—');
     const herd = (a, b) => `${a ? `${a.rate}/s` : '—'} / ${b ? `${b.rate}/s` : '—'}`;
-    lines.push(`| ${r.round} | ${knee(s['B-ack']?.knee)} | ${knee(s.ours?.knee)} | ${r.halfRate}/s | ${us(s['B-ack']?.fixed?.cpuPerUpdUs)} | ${us(s.ours?.fixed?.cpuPerUpdUs)} | ${us(s['B-echo']?.fixed?.cpuPerUpdUs)} | ${ms(s.ours?.half?.gen.ack.p99)} | ${ms(s['B-ack']?.half?.gen.ack.p99)} | ${herd(s['B-idle']?.herd, s.ours?.herd)} | ${herd(s['B-tls']?.herd, s['ours-tls']?.herd)} | ${s['B-fanout']?.fixed?.gen.deliveryRate ?? '—'} |`);
+    lines.push(`| ${r.round} | ${knee(s['B-ack']?.knee)} | ${knee(s.ours?.knee)} | ${r.halfRate}/s | ${us(s['B-ack']?.fixed?.cpuPerUpdUs)} | ${us(s.ours?.fixed?.cpuPerUpdUs)} | ${us(s['B-echo']?.fixed?.cpuPerUpdUs)} | ${ms(s.ours?.half?.gen.ack.p99)} | ${ms(s['B-ack']?.half?.gen.ack.p99)} | ${herd(s['B-idle']?.herd, s.ours?.herd)} | ${herd(s['B-tls']?.herd, s['ours-tls']?.herd)} | ${s['B-fanout']?.fixed?.gen.deliveryRate ?? '—'} / ${s['ours-hub']?.fixed?.gen.deliveryRate ?? '—'} / ${s['ours-zhiting']?.fixed?.gen.deliveryRate ?? '—'} | ${slowCell(s['ours-hub']?.slow)} |`);
   }
   if (flags.length > 0) {
     lines.push('');
