@@ -44,18 +44,21 @@ const SIZES = {
     warmupMs: 300, measureMs: 1000, settleMs: 300,
     kneeStart: 200, kneeFactor: 1.6, kneeMax: 700, kneeWarmupMs: 200, kneeMeasureMs: 800, kneeRefine: false,
     fixedRate: 300, fanoutRate: 100, subscribers: 50, slowMs: 1000, pingRate: 25, pingMs: 1000, concurrency: 500, quietMaxMs: 0, kneeRetries: 1,
+    mqtt: { devices: 5, updates: 300, window: 20 },
   },
   medium: {
     devices: 3000, memLow: 1000, memHigh: 3000, tlsDevices: 1000, rounds: 3,
     warmupMs: 1000, measureMs: 3000, settleMs: 1500,
     kneeStart: 3000, kneeFactor: 1.4, kneeMax: 45000, kneeWarmupMs: 500, kneeMeasureMs: 2000, kneeRefine: true,
     fixedRate: 5000, fanoutRate: 1000, subscribers: 50, slowMs: 10000, pingRate: 103, pingMs: 4000, concurrency: 500, quietMaxMs: 5000, kneeRetries: 1,
+    mqtt: { devices: 20, updates: 3000, window: 50 },
   },
   full: {
     devices: 15000, memLow: 5000, memHigh: 15000, tlsDevices: 15000, rounds: 5,
     warmupMs: 2000, measureMs: 5000, settleMs: 5000,
     kneeStart: 4000, kneeFactor: 1.25, kneeMax: 60000, kneeWarmupMs: 1000, kneeMeasureMs: 3000, kneeRefine: true,
     fixedRate: 10000, fanoutRate: 1000, subscribers: 50, slowMs: 10000, pingRate: 103, pingMs: 10000, concurrency: 500, quietMaxMs: 20_000, kneeRetries: 2,
+    mqtt: { devices: 50, updates: 10000, window: 50 },
   },
 };
 
@@ -622,6 +625,7 @@ class Bench {
     }
     await this.gen('close', {}).catch(() => undefined);
     this.genChild.disconnect();
+    const mqtt = this.wanted('mqtt') ? await this.mqttBackbone() : undefined;
     const meta = {
       date: new Date().toISOString(),
       size: this.args.size,
@@ -640,17 +644,35 @@ class Bench {
       profileDir: this.profileDir,
     };
     const summary = report.summarise(rounds, this.size);
-    const result = { meta, summary, flags: [...this.flags, ...summary.flags], valid: summary.valid && this.flags.length === 0, rounds };
+    const result = { meta, summary, flags: [...this.flags, ...summary.flags], valid: summary.valid && this.flags.length === 0, rounds, mqtt };
     fs.mkdirSync(this.args.out, { recursive: true });
     const json = JSON.stringify(result, null, 2);
     fs.writeFileSync(path.join(this.args.out, 'latest.json'), json);
     fs.writeFileSync(path.join(this.args.out, `${meta.date.replace(/[:.]/g, '-')}-${this.args.size}.json`), json);
-    const table = report.markdown(result);
+    const table = report.markdown(result) + report.mqttMarkdown(mqtt);
     fs.writeFileSync(path.join(this.args.out, 'latest.md'), table);
     process.stdout.write(table);
     this.log(`results: ${path.join(this.args.out, 'latest.json')} (${meta.durationS} s)`);
     fs.rmSync(this.pkg, { recursive: true, force: true });
     return result;
+  }
+
+  /**
+   * The MQTT backbone (issue 11): updates/s and latency through the broker vs one instance. It
+   * runs the clouds in this process against a private Mosquitto (test/bench/mqtt.js), after the
+   * rounds, so it never overlaps them.
+   */
+  async mqttBackbone() {
+    this.log(`mqtt backbone: ${JSON.stringify(this.size.mqtt)}`);
+    try {
+      const { runMqttBench } = require('./mqtt');
+      const r = await runMqttBench(this.size.mqtt);
+      this.log(`  single ${r.single.updatesPerSec}/s p99 ${r.single.p99Ms} ms; through the broker ${r.broker.updatesPerSec}/s p99 ${r.broker.p99Ms} ms (${r.rateRatio}x)`);
+      return r;
+    } catch (err) {
+      this.flag(`mqtt backbone not measured: ${err.message}`);
+      return { error: err.message };
+    }
   }
 
   killAll() {

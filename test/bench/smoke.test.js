@@ -50,6 +50,18 @@ describe('benchmark (smoke size)', function () {
     assert.ok(fs.readFileSync(path.join(out, 'latest.md'), 'utf8').includes('| Goal |'));
   });
 
+  it('measures the MQTT backbone: updates arrive on every path (mosquitto required in CI)', function () {
+    if (result.mqtt?.error && /not installed/.test(result.mqtt.error) && !process.env.CI) this.skip();
+    assert.ok(result.mqtt, 'no mqtt section');
+    assert.strictEqual(result.mqtt.error, undefined, result.mqtt.error);
+    for (const p of ['single', 'broker', 'subscriber']) {
+      assert.ok(num(result.mqtt[p].updatesPerSec) && result.mqtt[p].updatesPerSec > 0, `${p}: no rate`);
+      // state is published at QoS 0, so a drop is allowed; a broken path loses them all
+      assert.ok(result.mqtt[p].lost <= result.mqtt.updates * 0.05, `${p}: ${result.mqtt[p].lost} of ${result.mqtt.updates} updates lost`);
+    }
+    assert.match(run.stdout, /### MQTT backbone/);
+  });
+
   it('writes the JSON with meta, one round and every session', () => {
     assert.strictEqual(result.meta.size, 'smoke');
     assert.strictEqual(result.rounds.length, 1);

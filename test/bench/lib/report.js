@@ -337,4 +337,26 @@ function markdown(result) {
   return lines.join('\n');
 }
 
-module.exports = { summarise, markdown, median, spread };
+/** The MQTT backbone section (run.js `mqttBackbone`), or '' when it did not run. */
+function mqttMarkdown(m) {
+  if (!m) return '';
+  if (m.error) return `\n### MQTT backbone\n\nnot measured: ${m.error}\n`;
+  const row = (name, x) => `| ${name} | ${x.updatesPerSec} | ${x.p50Ms} | ${x.p99Ms} |${x.lost ? ` ${x.lost} lost` : ''}`;
+  return [
+    '',
+    '### MQTT backbone',
+    '',
+    `Closed loop, ${m.window} updates in flight over ${m.devices} devices, ${m.updates} updates per path; clouds in one process with a private Mosquitto on 127.0.0.1.`,
+    '',
+    '| path | updates/s | p50 ms | p99 ms |',
+    '|---|---|---|---|',
+    row('single instance (device -> A -> A\'s flow event)', m.single),
+    row('two instances (device -> B -> broker -> A\'s flow event)', m.broker),
+    row('device -> B -> broker -> plain MQTT subscriber', m.subscriber),
+    '',
+    `Through the broker ÷ single instance: ${m.rateRatio}× the update rate; added latency p50 ${m.addedP50Ms} ms, p99 ${m.addedP99Ms} ms.`,
+    '',
+  ].join('\n');
+}
+
+module.exports = { summarise, markdown, mqttMarkdown, median, spread };
