@@ -9,6 +9,7 @@
  * In every mode but `open`, a pairing window accepts new devices for a few minutes.
  * Refused devices are remembered (bounded) so the user can approve them.
  */
+import { createHash } from 'node:crypto';
 import { CoolkitError, ErrorCode } from '../protocol/errors';
 import type { DeviceRecord } from './registry';
 
@@ -58,7 +59,10 @@ export class Admission {
   decide(record: DeviceRecord | undefined, deviceid: string, factoryApikey: string, now = Date.now()): CoolkitError | undefined {
     const open = this.effectiveMode === 'open';
     if (record) {
-      if (!open && record.factoryApikey && record.factoryApikey !== factoryApikey) {
+      const differs = record.factoryApikey
+        ? record.factoryApikey !== factoryApikey
+        : record.factoryKeyHash !== undefined && record.factoryKeyHash !== factoryKeyHash(deviceid, factoryApikey);
+      if (!open && differs) {
         return new CoolkitError(ErrorCode.FORBIDDEN, `device ${deviceid} presented a factory apikey that differs from the recorded one (spoofed deviceid?)`, deviceid);
       }
       return undefined;
@@ -91,4 +95,12 @@ export class Admission {
     this.refusedDevices.delete(deviceid);
     return entry;
   }
+}
+
+/**
+ * What instances sharing an MQTT broker publish instead of a device's factory key: enough to
+ * check a key a device presents, useless for impersonating it (the key is a random UUID).
+ */
+export function factoryKeyHash(deviceid: string, factoryApikey: string): string {
+  return createHash('sha256').update(`coolkit-factory-key:${deviceid}:${factoryApikey}`).digest('hex');
 }

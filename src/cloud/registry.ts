@@ -24,6 +24,12 @@ export interface DeviceRecord {
   lastSeen: number;
   firstSeen: number;
   name?: string;
+  /**
+   * For a device held by another instance (MQTT backbone) whose factory key this instance never
+   * saw: `factoryKeyHash(deviceid, key)` as that instance published it, so a register here can
+   * still be checked against the real key.
+   */
+  factoryKeyHash?: string;
 }
 
 interface StateFile {
@@ -136,6 +142,11 @@ export class DeviceRegistry {
    */
   shapeOf(record: DeviceRecord): number {
     return this.shapes.get(record) ?? 0;
+  }
+
+  /** A record was changed in place (not through a report): save it with the next coalesced write. */
+  changed(): void {
+    this.saver?.schedule();
   }
 
   setOnline(record: DeviceRecord, online: boolean): void {

@@ -71,6 +71,8 @@ export interface RemoteDeviceInfo {
   model?: string;
   romVersion?: string;
   name?: string;
+  /** `factoryKeyHash()` of the device's factory key, from the instance that holds it. */
+  keyHash?: string;
 }
 
 export interface CommandOptions {
@@ -499,6 +501,10 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
     if (info.model && record.model !== info.model) record.model = info.model;
     if (info.romVersion && record.romVersion !== info.romVersion) record.romVersion = info.romVersion;
     if (info.name !== undefined && record.name === undefined) record.name = info.name;
+    if (info.keyHash && !record.factoryApikey && record.factoryKeyHash !== info.keyHash) {
+      record.factoryKeyHash = info.keyHash;
+      this.registry.changed();
+    }
     if (kind === 'update') {
       this.registry.applyReport(record, params);
       if (silent) return;

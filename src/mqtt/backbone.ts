@@ -16,7 +16,8 @@
  */
 import { EventEmitter } from 'node:events';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
-import type { CoolkitCloud, DeviceEvent, ClusterHook } from '../cloud/server';
+import type { CoolkitCloud, DeviceEvent, ClusterHook, RemoteDeviceInfo } from '../cloud/server';
+import { factoryKeyHash } from '../cloud/admission';
 import type { CommandResult } from '../cloud/device-session';
 import { bounded, ThrottledLog, type Logger } from '../cloud/log';
 import { CoolkitError, ErrorCode } from '../protocol/errors';
@@ -314,7 +315,9 @@ export class MqttBackbone extends EventEmitter implements ClusterHook {
     if (!caps) return;
     const capsPayload: CapabilitiesPayload = { model: record.model, romVersion: record.romVersion, capabilities: caps, instance: this.instanceId, ts: Date.now() };
     if (record.name !== undefined) capsPayload.name = record.name;
-    const sig = `${record.model}|${record.romVersion}|${record.name ?? ''}|${JSON.stringify(caps)}`;
+    const keyHash = record.factoryApikey ? factoryKeyHash(deviceid, record.factoryApikey) : record.factoryKeyHash;
+    if (keyHash) capsPayload.keyHash = keyHash;
+    const sig = `${record.model}|${record.romVersion}|${record.name ?? ''}|${keyHash ?? ''}|${JSON.stringify(caps)}`;
     if (force || this.capsSig.get(deviceid) !== sig) {
       if (this.publish(this.topics.capabilities(deviceid), capsPayload, true)) this.capsSig.set(deviceid, sig);
       this.publishDiscovery(deviceid, force);
@@ -461,9 +464,10 @@ export class MqttBackbone extends EventEmitter implements ClusterHook {
 
   private readonly remoteMeta = new Map<string, CapabilitiesPayload>();
 
-  private remoteInfo(deviceid: string, instance: string): { instance: string; model?: string; romVersion?: string; name?: string } {
+  private remoteInfo(deviceid: string, instance: string): RemoteDeviceInfo {
     const meta = this.remoteMeta.get(deviceid);
-    const info: { instance: string; model?: string; romVersion?: string; name?: string } = { instance };
+    const info: RemoteDeviceInfo = { instance };
+    if (meta?.keyHash) info.keyHash = meta.keyHash;
     if (meta?.model) info.model = meta.model;
     if (meta?.romVersion) info.romVersion = meta.romVersion;
     if (meta?.name !== undefined) info.name = meta.name;

@@ -33,6 +33,8 @@ export interface CapabilitiesPayload {
   model: string;
   romVersion: string;
   name?: string;
+  /** sha256 of the device's factory key (`factoryKeyHash`), so another instance can check a register. */
+  keyHash?: string;
   capabilities: Capabilities;
   instance: string;
   ts: number;
@@ -183,6 +185,7 @@ export function parseCapabilities(buf: Buffer): CapabilitiesPayload | undefined 
       ts: typeof v.ts === 'number' ? v.ts : 0,
     };
     if (typeof v.name === 'string') out.name = v.name;
+    if (typeof v.keyHash === 'string' && /^[0-9a-f]{64}$/.test(v.keyHash)) out.keyHash = v.keyHash;
     return out;
   } catch {
     return undefined;

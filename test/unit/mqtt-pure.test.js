@@ -4,7 +4,8 @@
 const assert = require('node:assert/strict');
 const { Topics, normalisePrefix, isValidPrefix, sanitiseInstanceId } = require('../../dist/src/mqtt/topics');
 const { chooseInstance, RecentAssignments } = require('../../dist/src/mqtt/placement');
-const { parseSetMessage, setPayloadToParams, parseOnline, parseState, parseInstance, parseResult, buildState, thermostatSummary } = require('../../dist/src/mqtt/payloads');
+const { parseSetMessage, setPayloadToParams, parseOnline, parseState, parseInstance, parseResult, buildState, thermostatSummary, parseCapabilities } = require('../../dist/src/mqtt/payloads');
+const { Admission, factoryKeyHash } = require('../../dist/src/cloud/admission');
 const { discoveryMessages } = require('../../dist/src/mqtt/discovery');
 const { capabilitiesOf } = require('../../dist/src/protocol/capabilities');
 const { validateDiscovery } = require('../helpers/ha-schema');
@@ -113,6 +114,27 @@ describe('mqtt payloads', () => {
     const s = buildState({ deviceType: 'temperature', mainSwitch: 'on', targets: [{ targetHigh: '28', reaction: { switch: 'off' } }, { targetLow: '28', reaction: { switch: 'on' } }] }, {}, {}, caps, 'a', 5);
     assert.deepEqual(s.thermostat, { mode: 'heat', setpoint: 28 });
     assert.equal(buildState({ switch: 'on' }, {}, {}, capabilitiesOf('ITA-GZ1-GL', {}), 'a').thermostat, undefined);
+  });
+});
+
+describe('mqtt: who may connect on another instance', () => {
+  const KEY = 'f0000000-0000-4000-8000-000000000001';
+  it('the capabilities message carries a hash of the factory key, never the key', () => {
+    const hash = factoryKeyHash('1000aa0001', KEY);
+    assert.match(hash, /^[0-9a-f]{64}$/);
+    assert.notEqual(hash, factoryKeyHash('1000aa0002', KEY), 'bound to the deviceid');
+    const caps = capabilitiesOf('ITA-GZ1-GL', {});
+    const parsed = parseCapabilities(Buffer.from(JSON.stringify({ model: 'ITA-GZ1-GL', romVersion: '1', capabilities: caps, instance: 'a', ts: 1, keyHash: hash })));
+    assert.equal(parsed.keyHash, hash);
+    assert.equal(parseCapabilities(Buffer.from(JSON.stringify({ capabilities: caps, instance: 'a', keyHash: KEY }))).keyHash, undefined, 'only a sha256 hex is taken');
+  });
+
+  it('a device known only by its key hash is refused with another key, accepted with its own', () => {
+    const admission = new Admission('allowlist');
+    const record = { deviceid: '1000aa0001', factoryApikey: '', apikey: 'x', model: '', romVersion: '', params: {}, online: false, lastSeen: 0, firstSeen: 0, factoryKeyHash: factoryKeyHash('1000aa0001', KEY) };
+    assert.equal(admission.decide(record, '1000aa0001', 'f0000000-0000-4000-8000-00000000dead')?.code, 403);
+    assert.equal(admission.decide(record, '1000aa0001', KEY), undefined);
+    assert.equal(new Admission('open').decide(record, '1000aa0001', 'f0000000-0000-4000-8000-00000000dead'), undefined, 'open mode admits anyone, as before');
   });
 });
 
