@@ -35,7 +35,7 @@ function packageTypes() {
 
 function demoFlows() {
   const { registered, defined } = packageTypes();
-  const tab = { id: 'c0011e0bdem0tab1', type: 'tab', label: 'CoolKit demo', info: 'The package examples with three simulated devices.' };
+  const tab = { id: 'c0011e0bdem0tab1', type: 'tab', label: 'CoolKit demo', info: 'The package examples, with one simulated device per family (basic, 4-channel, TH16, POW, RF bridge) connected to the local cloud.' };
   const seen = new Set();
   const nodes = [tab];
   let dy = 0;
