@@ -52,8 +52,9 @@ describe('cloud: device families', function () {
 
   it('queues commands for an offline device and applies the merged result when it re-registers', async () => {
     let dev = await device(env, '1000bb0001', 'ITA-GZ1-GL', { switch: 'off' });
+    const offline = once(env.cloud, 'offline');
     dev.close();
-    await once(env.cloud, 'offline');
+    await offline;
     const first = env.cloud.sendCommand('1000bb0001', { switch: 'on', sledOnline: 'off' }, { offline: 'queue' });
     const second = env.cloud.sendCommand('1000bb0001', { switch: 'off' }, { offline: 'queue' });
     await assert.rejects(env.cloud.sendCommand('1000bb0001', { switch: 'on' }), (e) => e.code === 503, 'without the queue option it fails at once');
@@ -71,8 +72,9 @@ describe('cloud: device families', function () {
 
   it('expires queued commands for a device that stays away, and refuses to queue for unknown devices', async () => {
     const dev = await device(env, '1000bb0001', 'ITA-GZ1-GL', { switch: 'off' });
+    const offline = once(env.cloud, 'offline');
     dev.close();
-    await once(env.cloud, 'offline');
+    await offline;
     await assert.rejects(env.cloud.sendCommand('1000bb0001', { switch: 'on' }, { offline: 'queue', queueExpiryMs: 100 }), (e) => e.code === 503 && /expired/.test(e.message));
     await assert.rejects(env.cloud.sendCommand('1000bb0999', { switch: 'on' }, { offline: 'queue' }), (e) => e.code === 503 && /unknown/.test(e.message));
   });
@@ -85,7 +87,7 @@ describe('cloud: device families', function () {
     await sleep(300);
     assert.equal(pow.received.length, 0, 'nobody watches: nothing sent');
     const stop = env.cloud.watchMetering('');
-    await waitFor(() => pow.received.length >= 3, 3000);
+    await waitFor(() => pow.received.length >= 3, 10000);
     assert.ok(pow.received.every((m) => m.params.uiActive === 60));
     assert.equal(basic.received.length, 0, 'devices that do not meter are left alone');
     stop();

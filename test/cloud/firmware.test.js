@@ -28,7 +28,8 @@ function get(port, urlPath, headers = {}) {
   });
 }
 
-describe('firmware store', () => {
+describe('firmware store', function () {
+  this.timeout(20000); // sockets and files: the default 2 s is short for a busy machine
   it('stores a user1/user2 pair with sha256, finds the newest version, survives a restart', async () => {
     const dir = tmpDir();
     const store = new FirmwareStore(dir);
@@ -70,7 +71,8 @@ describe('firmware store', () => {
   });
 });
 
-describe('firmware server', () => {
+describe('firmware server', function () {
+  this.timeout(20000); // sockets and files: the default 2 s is short for a busy machine
   let server;
   let store;
   let entry;

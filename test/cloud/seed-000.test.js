@@ -17,7 +17,9 @@ describe('seed 000: app trace against the local cloud (TLS)', function () {
   let app;
 
   before(async () => {
-    env = await startCloud({ appApikey: APP_APIKEY, appToken: APP_AT, commandTimeoutMs: 500 });
+    // the default command timeout (10 s): the device acks at once, however busy the machine;
+    // the 504 case lowers it for itself
+    env = await startCloud({ appApikey: APP_APIKEY, appToken: APP_AT });
     // The TH16 of the trace, acking every command and recording it.
     dev = new RawClient(env.wsUrl);
     await dev.open();
@@ -97,7 +99,14 @@ describe('seed 000: app trace against the local cloud (TLS)', function () {
     assert.equal(notice.action, 'sysmsg');
     assert.equal(notice.deviceid, 'babecafe22');
     assert.deepEqual(notice.params, { online: true });
-    const timeout = await app.ask({ action: 'update', apikey: APP_APIKEY, deviceid: 'babecafe22', params: { switch: 'on' }, sequence: '1519293470000' });
+    const saved = env.cloud.options.commandTimeoutMs;
+    env.cloud.options.commandTimeoutMs = 500;
+    let timeout;
+    try {
+      timeout = await app.ask({ action: 'update', apikey: APP_APIKEY, deviceid: 'babecafe22', params: { switch: 'on' }, sequence: '1519293470000' }, 10000);
+    } finally {
+      env.cloud.options.commandTimeoutMs = saved;
+    }
     assert.equal(timeout.error, 504);
     assert.equal(timeout.sequence, '1519293470000');
     silent.close();

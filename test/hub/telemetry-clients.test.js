@@ -295,11 +295,15 @@ describe('seed JavaScript client (ValtronicsWebSocket, unchanged)', function () 
     const unknown = cap.lines.filter((l) => l[1] === 'Unknown message type:').map((l) => l[2]);
     assert.deepEqual([...new Set(unknown)], ['subscription_confirmed']);
     assert.equal(cap.lines.filter((l) => l[0] === 'error').length, 0);
-    // unsubscribe: no more telemetry.
+    // unsubscribe: no more telemetry. The class logs the confirmation as an unknown type.
+    const confirmed = (type) => cap.lines.filter((l) => l[1] === 'Unknown message type:' && l[2] === type).length;
     wsClient.unsubscribe('telemetry');
-    await sleep(100);
+    await waitFor(() => confirmed('unsubscription_confirmed') === 1);
     await dev.report({ currentTemperature: '33' });
-    await sleep(200);
+    // An update for that report would be sent before the device's ack; a request sent after it
+    // is answered after it on the same socket, so its answer marks "everything sent so far".
+    wsClient.send({ type: 'get_devices' });
+    await waitFor(() => confirmed('device_list') === 1);
     assert.equal(telemetry.length, 2);
     assert.equal(wsClient.subscriptions.has('telemetry'), false);
   });
@@ -323,7 +327,7 @@ describe('seed JavaScript client (ValtronicsWebSocket, unchanged)', function () 
     c.connect();
     await waitFor(() => c.authResponses && c.authResponses.length === 1);
     for (const conn of s.server.gateway.connections) conn.close(1001, 'restart');
-    await waitFor(() => c.authResponses.length === 2, 5000);
+    await waitFor(() => c.authResponses.length === 2, 15000);
     assert.equal(c.authResponses[1].success, true);
     assert.ok(cap.lines.some((l) => l[1] === 'Reconnecting... (1/5)'));
   });
@@ -355,7 +359,8 @@ describe('seed JavaScript client (ValtronicsWebSocket, unchanged)', function () 
     batcher.send({ type: 'subscribe', channel: 'alerts', severity: ['warning'] });
     batcher.send({ type: 'subscribe', channel: 'telemetry', device_id: 1, metrics: ['power'] });
     batcher.send({ type: 'ping' });
-    await sleep(250);
+    // both batched subscriptions confirmed (logged by the class as an unknown type)
+    await waitFor(() => cap.lines.filter((l) => l[1] === 'Unknown message type:' && l[2] === 'subscription_confirmed').length === 2);
     await dev.report({ power: '500' });
     await waitFor(() => alerts.length === 1);
     assert.equal(alerts[0].alert_type, 'power_high');
@@ -410,10 +415,13 @@ describe('seed Python client (ValtronicsWebSocketClient, unchanged)', function (
     const py = run([s.url('/ws'), await s.token('python')]);
     await waitFor(() => py.lines.includes('READY') || py.code !== undefined, 15000);
     assert.ok(py.lines.includes('READY'), `${py.lines.join('\n')}\n${py.stderr}`);
+    const has = (re) => py.lines.some((l) => re.test(l));
+    // The system channel answers its subscription at once, and the subscriptions are handled in
+    // order: once it is there, all four are in place (READY only says they were sent).
+    await waitFor(() => has(/^System status update/), 15000);
     await dev.report({ currentTemperature: '23.5', currentHumidity: '45.2' });
     await dev.report({ currentTemperature: '32.5' });
-    const has = (re) => py.lines.some((l) => re.test(l));
-    await waitFor(() => has(/^Alert \[critical\]/) && has(/^Device 1 status changed/) && has(/^System status update/) && has(/^Telemetry update for device 1: .*humidity/), 8000);
+    await waitFor(() => has(/^Alert \[critical\]/) && has(/^Device 1 status changed/) && has(/^System status update/) && has(/^Telemetry update for device 1: .*humidity/), 15000);
     py.child.stdin.end('STOP\n');
     assert.equal(await py.exited, 0, py.stderr);
     const lines = py.lines;

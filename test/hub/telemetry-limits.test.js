@@ -54,17 +54,20 @@ describe('telemetry limits', function () {
 
   it('100 messages per second per connection: the rest are dropped with one rate_limited error', async () => {
     s = await startStack();
+    const t0 = Date.now(); // before the bucket is filled (at the connection)
     const c = await s.authed();
     const text = JSON.stringify({ type: 'ping' });
     for (let i = 0; i < 150; i++) c.ws.send(text);
     // every ping is either answered or counted as dropped
     const frames = await collectUntil(c, (f) => f.filter((x) => x.type === 'pong').length + s.server.gateway.stats.rateLimited >= 150);
+    const elapsed = Date.now() - t0;
     const pongs = frames.filter((f) => f.type === 'pong').length;
     const errors = frames.filter((f) => f.type === 'error');
     // The bucket holds 100 (the auth message took one) and refills at 100/s: a burst of 150
-    // gets about 100 through (a few more if the server takes a while to read them).
-    assert.ok(pongs >= 99 && pongs <= 140, `pongs: ${pongs}`);
-    assert.ok(errors.length >= 1 && errors.length <= 2, 'one rate_limited error per second, not one per dropped message');
+    // gets about 100 through, plus what refilled while the server read them (bounded by the
+    // time this took, however slow the machine).
+    assert.ok(pongs >= 99 && pongs <= 100 + Math.ceil(elapsed / 10), `pongs: ${pongs} in ${elapsed} ms`);
+    assert.ok(errors.length >= 1 && errors.length <= 1 + Math.ceil(elapsed / 1000), `one rate_limited error per second, not one per dropped message: ${errors.length} in ${elapsed} ms`);
     assert.equal(errors[0].error, 'rate_limited');
     assert.ok(errors[0].dropped >= 1);
     assert.equal(s.server.gateway.stats.rateLimited, 150 - pongs);
@@ -73,6 +76,7 @@ describe('telemetry limits', function () {
 
   it('batch items count toward the rate: 3 full batches at once get about 100 items through', async () => {
     s = await startStack();
+    const t0 = Date.now(); // before the bucket is filled (at the connection)
     const c = await s.authed();
     const batch = JSON.stringify({ type: 'batch', messages: Array.from({ length: 50 }, () => ({ type: 'ping' })) });
     for (let i = 0; i < 3; i++) c.ws.send(batch);
@@ -83,9 +87,11 @@ describe('telemetry limits', function () {
       return pongs + items + 50 * s.server.gateway.stats.rateLimited >= 150; // a frame dropped at the door is counted once
     };
     const frames = await collectUntil(c, accounted);
+    const elapsed = Date.now() - t0;
     const pongs = frames.filter((f) => f.type === 'pong').length;
     const limited = frames.filter((f) => f.type === 'error' && f.error === 'rate_limited');
-    assert.ok(pongs >= 99 && pongs <= 140, `pongs: ${pongs}`);
+    // 100 in the bucket plus what refilled (100/s) while the server read them
+    assert.ok(pongs >= 99 && pongs <= 100 + Math.ceil(elapsed / 10), `pongs: ${pongs} in ${elapsed} ms`);
     // Dropped items are reported once per batch (with their indexes); a batch frame that finds
     // the bucket empty is dropped whole, reported at most once a second.
     assert.ok(limited.length >= 1 && limited.length <= 3, JSON.stringify(limited));

@@ -294,9 +294,12 @@ describe('provisioning (coolkit-pair) against the simulated AP', function () {
       const port = await freePort();
       const logs = [];
       let admin;
-      const later = sleep(600).then(async () => {
+      // Node-RED comes up once pair() has found it unreachable and is retrying
+      const later = (async () => {
+        const until = Date.now() + 10000;
+        while (!logs.some((m) => /not reachable yet/.test(m)) && Date.now() < until) await sleep(20);
         admin = await startAdmin({ port });
-      });
+      })();
       try {
         const result = await pair(
           baseOpts({ nodeRed: { nodeRedUrl: `http://127.0.0.1:${port}`, serverNodeId: 'srv1' }, waitMs: 5000, log: (l, m) => logs.push(m) }),
