@@ -131,6 +131,7 @@ describe('firmware server: download events and grants', function () {
     const res = await get(server.listeningPort, `/ota/rom/${grant.token}/user2.bin`);
     const ms = Date.now() - t0;
     assert.equal(crypto.createHash('sha256').update(res.body).digest('hex'), entry.user2.sha256);
-    assert.ok(ms >= 800 && ms < 3000, `9000 bytes at 9000 B/s took ${ms} ms`);
+    // throttled (not faster than the rate); the upper bound only says it did not stall
+    assert.ok(ms >= 800 && ms < 10000, `9000 bytes at 9000 B/s took ${ms} ms`);
   });
 });

@@ -988,12 +988,16 @@ describe('hardening: every listener of the packed module in one Node-RED process
       assert.equal(dropped.status, 502, dropped.text);
       assert.equal(dropped.json.code, 503);
       assert.match(dropped.json.message, /disconnected before acknowledging/);
-      assert.ok(Date.now() - t0 < 2500, 'failed at once, not after the command timeout');
+      const droppedMs = Date.now() - t0;
       await waitFor(() => sim.registered, 10000);
       mode = 'silent';
+      const t1 = Date.now();
       const silent = await command(nr, '1000aa00d1', 'on');
+      const silentMs = Date.now() - t1;
       assert.equal(silent.status, 502);
       assert.equal(silent.json.code, 504);
+      // compared with the timeout measured on this machine, not with a fixed time
+      assert.ok(droppedMs < silentMs / 2, `the disconnect failed the command at once (${droppedMs} ms), not after the command timeout (${silentMs} ms)`);
       assert.match(silent.json.message, /did not acknowledge within 3 s/);
       mode = 'ok';
       const ok = await command(nr, '1000aa00d1', 'on');

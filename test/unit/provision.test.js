@@ -398,7 +398,7 @@ describe('provisioning (coolkit-pair) against the simulated AP', function () {
     });
 
     it('GET /device too slow: a timeout error, not a hang', async () => {
-      ap.delayMs = { '/device': 3000 };
+      ap.delayMs = { '/device': 10000 };
       const started = Date.now();
       await assert.rejects(pair(baseOpts({ timeoutMs: 300 })), (err) => {
         assert.equal(err.code, 'device-timeout');
@@ -406,7 +406,7 @@ describe('provisioning (coolkit-pair) against the simulated AP', function () {
         assert.match(err.message, /--timeout/);
         return true;
       });
-      assert.ok(Date.now() - started < 2000);
+      assert.ok(Date.now() - started < 8000, 'gave up before the device would have answered');
     });
 
     it('POST /ap too slow: timeout error that still reports the device id and apikey', async () => {

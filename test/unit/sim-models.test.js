@@ -340,7 +340,8 @@ describe('sim: device families (--model profiles)', function () {
         'inching report',
       );
       const elapsed = Date.now() - t0;
-      assert.ok(elapsed >= 450 && elapsed < 1200, `auto-off after ${elapsed} ms`);
+      // not before its width; the upper bound only tells the inching timer from something else
+      assert.ok(elapsed >= 450 && elapsed < 5000, `auto-off after ${elapsed} ms`);
       assertReportEnvelope(off);
       assert.deepEqual(off.params.switches, [
         { switch: 'on', outlet: 0 },
@@ -374,7 +375,8 @@ describe('sim: device families (--model profiles)', function () {
       const n = conn.messages.length;
       const off = await until(() => conn.messages.slice(n).find((m) => m.action === 'update'), 'auto-off report');
       const elapsed = Date.now() - t0;
-      assert.ok(elapsed >= 450 && elapsed < 1200, `auto-off after ${elapsed} ms`);
+      // not before its width; the upper bound only tells the inching timer from something else
+      assert.ok(elapsed >= 450 && elapsed < 5000, `auto-off after ${elapsed} ms`);
       assertReportEnvelope(off);
       assertExact(off.params, { switch: 'off' });
       assert.equal(dev.state.switch, 'off');
