@@ -50,7 +50,6 @@ export = function register(RED: NodeAPI): void {
       if (events === 'update' && isStatus) return;
       if (events === 'status' && !isStatus) return;
       const msg: Record<string, unknown> = {
-        _msgid: nextId(),
         topic: ev.deviceid,
         // copies, so a flow that changes its message changes neither the stored state nor
         // the message another node got for the same report
@@ -61,6 +60,8 @@ export = function register(RED: NodeAPI): void {
         device: { ...ev.device },
       };
       if (ev.channel !== undefined) msg.channel = ev.channel;
+      // last, where Node-RED itself puts it: the debug sidebar previews the first properties
+      msg._msgid = nextId();
       node.send(msg);
     });
     server.register(user);

@@ -278,8 +278,18 @@ describe(`editor in Chromium: packed module in ${runtime} on Node ${process.vers
   }
 
   async function openNodeDialog(id) {
-    await B.canvasNode(page, id).dblclick();
-    await page.locator('#dialog-form').waitFor({ state: 'visible' });
+    // A double click that lands while the previous tray is still sliding out is swallowed by
+    // the editor: wait for the trays to be gone, and click again if no dialog comes.
+    await page.locator('.red-ui-tray').first().waitFor({ state: 'detached', timeout: 10000 }).catch(() => undefined);
+    for (let attempt = 1; ; attempt++) {
+      await B.canvasNode(page, id).dblclick();
+      try {
+        await page.locator('#dialog-form').waitFor({ state: 'visible', timeout: attempt < 3 ? 5000 : 30000 });
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
     await page.locator('#node-dialog-ok').waitFor({ state: 'visible' });
     await B.waitStable(page.locator('#node-dialog-ok')); // the tray slides in
   }
