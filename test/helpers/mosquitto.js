@@ -39,10 +39,12 @@ function canConnect(port) {
 }
 
 class Mosquitto {
-  constructor(bin) {
+  /** `users`: {name: password}; when given, anonymous clients are refused. */
+  constructor(bin, { users } = {}) {
     this.bin = bin;
     this.dir = tmpDir('coolkit-mosquitto-');
     this.log = '';
+    this.users = users;
   }
 
   get url() {
@@ -52,7 +54,18 @@ class Mosquitto {
   async start() {
     this.port = this.port ?? await freePort();
     const conf = path.join(this.dir, 'mosquitto.conf');
-    fs.writeFileSync(conf, [`listener ${this.port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
+    const auth = ['allow_anonymous true'];
+    if (this.users) {
+      const file = path.join(this.dir, 'passwd');
+      fs.writeFileSync(file, '', { mode: 0o600 });
+      for (const [name, password] of Object.entries(this.users)) {
+        execFileSync(path.join(path.dirname(this.bin).replace(/sbin$/, 'bin'), 'mosquitto_passwd'), ['-b', file, name, password], { stdio: 'ignore' });
+      }
+      auth.splice(0, 1, 'allow_anonymous false', `password_file ${file}`);
+      // started as root, mosquitto switches to its own user, which cannot read our private temp dir
+      if (process.getuid?.() === 0) auth.push('user root');
+    }
+    fs.writeFileSync(conf, [`listener ${this.port} 127.0.0.1`, ...auth, 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
     this.child = spawn(this.bin, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     const onData = (d) => { this.log = (this.log + d.toString()).slice(-20000); };
     this.child.stdout.on('data', onData);
