@@ -73,9 +73,12 @@ function flow(env, serverOverrides = {}) {
   ];
 }
 
+/** The complete lines of a JSON-lines file a flow appends to (a last line still being written is left out). */
 function readJsonLines(file) {
   if (!fs.existsSync(file)) return [];
-  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const lines = fs.readFileSync(file, 'utf8').split('\n');
+  lines.pop(); // '' after the last newline, or a line not finished yet
+  return lines.filter(Boolean).map((l) => JSON.parse(l));
 }
 
 /** Resident set size of a process, bytes (Linux). */
