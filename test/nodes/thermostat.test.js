@@ -199,12 +199,15 @@ describe(`thermostat-targets on Node-RED ${runtimeVersion()}`, function () {
     // Warm again at once: the relay must stay on for the minimum on time (1 s), then switch off.
     sensor.setReading({ temperature: 23 });
     await sleep(400);
-    assert.equal(relay.state.switch, 'on');
+    // (on a machine slow enough that the minimum time is already over, the check below is the one that counts)
+    if (Date.now() - onAt < 900) assert.equal(relay.state.switch, 'on');
     await waitStatus(helper.getNode('th'), (s) => /waiting-min/.test(s.text));
     await waitFor(() => relay.state.switch === 'off', 3000);
     assert.ok(switched[1][1] - onAt >= 1000, `on for ${switched[1][1] - onAt} ms`);
 
     // Readings jumping across the band in quick succession do not make the relay chatter.
+    const jumpFrom = Date.now();
+    const before = switched.length;
     for (let i = 0; i < 6; i++) {
       sensor.setReading({ temperature: i % 2 ? 23 : 19 });
       await sleep(120);
@@ -212,7 +215,9 @@ describe(`thermostat-targets on Node-RED ${runtimeVersion()}`, function () {
     await sleep(1200);
     const times = switched.map((s) => s[1]);
     for (let i = 1; i < times.length; i++) assert.ok(times[i] - times[i - 1] >= 990, `switches ${times[i] - times[i - 1]} ms apart`);
-    assert.ok(switched.length <= 4, `${switched.length} switches`);
+    // at most one switch per minimum time (1 s) over however long this took on this machine
+    const allowed = Math.floor((Date.now() - jumpFrom) / 1000) + 1;
+    assert.ok(switched.length - before <= allowed, `${switched.length - before} switches in ${Date.now() - jumpFrom} ms`);
 
     // off switches the relay off and stops the control.
     sensor.setReading({ temperature: 19 });
