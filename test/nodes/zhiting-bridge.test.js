@@ -167,10 +167,8 @@ describe(`zhiting-bridge on Node-RED ${runtimeVersion()} (${runtime}), Node ${pr
     assert.equal(msg.topic, 'zigbee-lamp-1');
     assert.equal(typeof msg.set_id, 'string');
     assert.deepEqual(msg.payload, { action: 'set', set_id: msg.set_id, identity: 'zigbee-lamp-1', attributes: [{ instance_id: 1, attribute: 'brightness', val: 80 }], instance_id: 1, attribute: 'brightness', val: 80 });
-    // The change node turned it into {action:"update", ...}: that confirms the request well before the 2 s timeout.
-    const t0 = Date.now();
+    // The change node turned it into {action:"update", ...}: that confirms the request (a timeout would answer success:false).
     assert.equal(await c.rawAfter(n), '{"id":1655797023123456789,"type":"response","success":true}');
-    assert.ok(Date.now() - t0 < 1500);
     assert.deepEqual(await watcher.event((e) => e.identity === 'zigbee-lamp-1' && e.attr.attribute === 'brightness' && e.attr.val === 80), { type: 'attribute_change', identity: 'zigbee-lamp-1', instance_id: 1, attr: { attribute: 'brightness', val: 80, val_type: 'int' } });
 
     // Updates from the flow are events; an explicit refusal from the flow reaches the client.
