@@ -7,16 +7,9 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { tmpDir } = require('../helpers/cloud');
+const { image } = require('../helpers/firmware');
 const { FirmwareStore, compareVersions } = require('../../dist/src/cloud/firmware/store');
 const { FirmwareServer, parseRange } = require('../../dist/src/cloud/firmware/server');
-
-function image(size, seed) {
-  const buf = crypto.createHash('sha256').update(String(seed)).digest();
-  const out = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) out[i] = buf[i % buf.length] ^ (i & 0xff);
-  out[0] = 0xea;
-  return out;
-}
 
 function get(port, urlPath, headers = {}) {
   return new Promise((resolve, reject) => {

@@ -8,16 +8,9 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const { tmpDir } = require('../helpers/cloud');
+const { image } = require('../helpers/firmware');
 const { FirmwareStore } = require('../../dist/src/cloud/firmware/store');
 const { FirmwareServer } = require('../../dist/src/cloud/firmware/server');
-
-function image(size, seed) {
-  const h = crypto.createHash('sha256').update(String(seed)).digest();
-  const out = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) out[i] = h[i % 32] ^ (i & 0xff);
-  out[0] = 0xea;
-  return out;
-}
 
 function get(port, urlPath, headers = {}) {
   return new Promise((resolve, reject) => {

@@ -6,6 +6,7 @@ const crypto = require('node:crypto');
 const http = require('node:http');
 const { startCloud, tmpDir } = require('../helpers/cloud');
 const { RawClient, waitFor, sleep } = require('../helpers/raw');
+const firmware = require('../helpers/firmware');
 const { FirmwareStore } = require('../../dist/src/cloud/firmware/store');
 const { FirmwareServer } = require('../../dist/src/cloud/firmware/server');
 const { OtaManager } = require('../../dist/src/cloud/firmware/ota');
@@ -14,13 +15,8 @@ const { SimulatedDevice } = require('../../dist/src/sim');
 const MODEL = 'ITA-GZ1-GL';
 const sha = (b) => crypto.createHash('sha256').update(b).digest('hex');
 
-function image(size, seed) {
-  const h = crypto.createHash('sha256').update(String(seed)).digest();
-  const out = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) out[i] = h[i % 32] ^ ((i * 7) & 0xff);
-  out[0] = 0xea;
-  return out;
-}
+// this suite's images xor in (i * 7) & 0xff rather than i & 0xff: stride 7 keeps them byte for byte
+const image = (size, seed) => firmware.image(size, seed, { stride: 7 });
 
 function get(port, urlPath, headers = {}) {
   return new Promise((resolve, reject) => {

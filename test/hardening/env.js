@@ -4,7 +4,6 @@
 // Zhiting bridge, the telemetry API, the firmware server), plus raw clients for hostile input.
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
@@ -13,6 +12,7 @@ const tls = require('node:tls');
 const WebSocket = require('ws');
 const { freePort } = require('../helpers/nrprocess');
 const { request, sleep, waitFor } = require('../helpers/raw');
+const { image: espImage } = require('../helpers/firmware');
 
 const MODEL = 'ITA-GZ1-GL';
 const APP_APIKEY = 'a0000000-0000-4000-8000-0000000000aa';
@@ -259,15 +259,6 @@ class RawConn {
     clearInterval(this.dripTimer);
     this.socket.destroy();
   }
-}
-
-/** An Espressif image (first byte 0xEA) of `size` bytes, deterministic from `seed`. */
-function espImage(size, seed) {
-  const h = crypto.createHash('sha256').update(String(seed)).digest();
-  const out = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) out[i] = h[i % 32] ^ (i & 0xff);
-  out[0] = 0xea;
-  return out;
 }
 
 /** A directory with a user1/user2 image pair, for `{"action":"add","path":...}`. */

@@ -1,9 +1,10 @@
 'use strict';
 // node-red-node-test-helper bound to the Node-RED runtime under test: `node-red` (4.1.x) by
 // default, or the package named in COOLKIT_NODE_RED (`node-red-5` runs the 5.x line on Node 22).
+const fs = require('node:fs');
 const path = require('node:path');
 const helper = require('node-red-node-test-helper');
-const { tmpDir } = require('./cloud');
+const { tmpDir, stateDirWithCert } = require('./cloud');
 
 const runtime = process.env.COOLKIT_NODE_RED || 'node-red';
 helper.init(require.resolve(runtime), { userDir: tmpDir('coolkit-nr-') });
@@ -18,6 +19,18 @@ const allNodes = [nodes.server, nodes.deviceIn, nodes.deviceOut];
 
 function runtimeVersion() {
   return require(`${runtime}/package.json`).version;
+}
+
+/**
+ * A fresh user directory for the next helper.load(), with the run's certificate where
+ * coolkit-server keeps it (<userDir>/coolkit/tls), so a `tls: 'auto'` server starts without
+ * generating one. Sets it as the helper's userDir and resolves with its path.
+ */
+async function useUserDirWithCert() {
+  const userDir = await stateDirWithCert();
+  fs.cpSync(path.join(userDir, 'tls'), path.join(userDir, 'coolkit', 'tls'), { recursive: true });
+  helper.settings({ userDir });
+  return userDir;
 }
 
 /** Every status a node has shown, oldest first. */
@@ -44,4 +57,4 @@ function nextInput(node, ms = 10000) {
   });
 }
 
-module.exports = { helper, nodes, allNodes, runtime, runtimeVersion, statuses, waitStatus, nextInput };
+module.exports = { helper, nodes, allNodes, runtime, runtimeVersion, statuses, waitStatus, nextInput, useUserDirWithCert };

@@ -2,11 +2,8 @@
 // The server node's admin endpoints (device list, approve, rename, forget, refused list,
 // pairing) and the flow-side controls of sonoff-device-out, on the real Node-RED runtime.
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const path = require('node:path');
-const { helper, allNodes, runtimeVersion, waitStatus, nextInput } = require('../helpers/nodered');
+const { helper, allNodes, runtimeVersion, waitStatus, nextInput, useUserDirWithCert } = require('../helpers/nodered');
 const { RawClient, waitFor, sleep } = require('../helpers/raw');
-const { stateDirWithCert } = require('../helpers/cloud');
 
 const KEY = 'f0000000-0000-4000-8000-000000000001';
 const OTHER = 'f0000000-0000-4000-8000-000000000002';
@@ -37,9 +34,7 @@ describe(`admin endpoints and flow controls on Node-RED ${runtimeVersion()}`, fu
   before((done) => { helper.startServer(done); });
   after((done) => { helper.stopServer(done); });
   beforeEach(async () => {
-    const userDir = await stateDirWithCert();
-    fs.cpSync(path.join(userDir, 'tls'), path.join(userDir, 'coolkit', 'tls'), { recursive: true });
-    helper.settings({ userDir });
+    await useUserDirWithCert();
   });
   afterEach(async () => { await helper.unload(); });
 

@@ -3,11 +3,8 @@
 // coolkit-server + sonoff-device-in/out, and flows see normalized reports and can command each
 // family with its friendly forms.
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const path = require('node:path');
-const { helper, allNodes, runtimeVersion, nextInput } = require('../helpers/nodered');
+const { helper, allNodes, runtimeVersion, nextInput, useUserDirWithCert } = require('../helpers/nodered');
 const { waitFor, sleep } = require('../helpers/raw');
-const { stateDirWithCert } = require('../helpers/cloud');
 const { SimulatedDevice } = require('../../dist/src/sim');
 
 function flow() {
@@ -34,9 +31,7 @@ describe(`device families end to end on Node-RED ${runtimeVersion()}`, function 
   before((done) => { helper.startServer(done); });
   after((done) => { helper.stopServer(done); });
   beforeEach(async () => {
-    const userDir = await stateDirWithCert();
-    fs.cpSync(path.join(userDir, 'tls'), path.join(userDir, 'coolkit', 'tls'), { recursive: true });
-    helper.settings({ userDir });
+    await useUserDirWithCert();
     await helper.load(allNodes, flow());
     srv = helper.getNode('srv');
     await waitFor(() => srv.cloud.state === 'listening');

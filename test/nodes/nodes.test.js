@@ -2,9 +2,8 @@
 // The three foundation nodes on the real Node-RED runtime (4.1 or 5, see helpers/nodered.js),
 // with devices speaking the protocol over real TLS on 127.0.0.1.
 const assert = require('node:assert/strict');
-const { helper, allNodes, runtime, runtimeVersion, statuses, waitStatus, nextInput } = require('../helpers/nodered');
+const { helper, allNodes, runtime, runtimeVersion, statuses, waitStatus, nextInput, useUserDirWithCert } = require('../helpers/nodered');
 const { RawClient, once, sleep, waitFor } = require('../helpers/raw');
-const { stateDirWithCert } = require('../helpers/cloud');
 
 const FACTORY = 'f0000000-0000-4000-8000-000000000001';
 
@@ -56,15 +55,11 @@ async function device(port, deviceid = '1000aa0001', params = { switch: 'off', f
 
 describe(`nodes on Node-RED ${runtimeVersion()} (${runtime}), Node ${process.version}`, function () {
   this.timeout(20000);
-  let userDir;
 
   before((done) => { helper.startServer(done); });
   after((done) => { helper.stopServer(done); });
   beforeEach(async () => {
-    userDir = await stateDirWithCert();
-    // The certificate is generated once per run and placed where the server keeps it.
-    require('node:fs').cpSync(require('node:path').join(userDir, 'tls'), require('node:path').join(userDir, 'coolkit', 'tls'), { recursive: true });
-    helper.settings({ userDir });
+    await useUserDirWithCert();
   });
   afterEach(async () => { await helper.unload(); });
 

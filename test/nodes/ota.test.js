@@ -6,22 +6,14 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { helper, allNodes, runtimeVersion, statuses, waitStatus } = require('../helpers/nodered');
+const { helper, allNodes, runtimeVersion, statuses, waitStatus, useUserDirWithCert } = require('../helpers/nodered');
 const { waitFor, sleep } = require('../helpers/raw');
-const { stateDirWithCert } = require('../helpers/cloud');
+const { image } = require('../helpers/firmware');
 const { SimulatedDevice } = require('../../dist/src/sim');
 
 const otaNode = require(path.resolve(__dirname, '../../dist/nodes/sonoff-ota.js'));
 const nodes = [...allNodes, otaNode];
 const MODEL = 'ITA-GZ1-GL';
-
-function image(size, seed) {
-  const h = crypto.createHash('sha256').update(String(seed)).digest();
-  const out = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) out[i] = h[i % 32] ^ (i & 0xff);
-  out[0] = 0xea;
-  return out;
-}
 
 function flow(ota = {}, extra = []) {
   return [
@@ -50,9 +42,7 @@ describe(`sonoff-ota node on Node-RED ${runtimeVersion()}`, function () {
   after((done) => { helper.stopServer(done); });
   beforeEach(async () => {
     devices = [];
-    userDir = await stateDirWithCert();
-    fs.cpSync(path.join(userDir, 'tls'), path.join(userDir, 'coolkit', 'tls'), { recursive: true });
-    helper.settings({ userDir });
+    userDir = await useUserDirWithCert();
   });
   afterEach(async () => {
     for (const d of devices) await d.stop();

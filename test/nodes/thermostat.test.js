@@ -7,9 +7,8 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
 const path = require('node:path');
-const { helper, allNodes, runtime, runtimeVersion, waitStatus } = require('../helpers/nodered');
+const { helper, allNodes, runtime, runtimeVersion, waitStatus, useUserDirWithCert } = require('../helpers/nodered');
 const { waitFor, sleep } = require('../helpers/raw');
-const { stateDirWithCert } = require('../helpers/cloud');
 const { SimulatedDevice } = require('../../dist/src/sim');
 
 const thermostatNode = require(path.resolve(__dirname, '../../dist/nodes/thermostat-targets.js'));
@@ -66,9 +65,7 @@ describe(`thermostat-targets on Node-RED ${runtimeVersion()}`, function () {
   before((done) => { helper.startServer(done); });
   after((done) => { helper.stopServer(done); });
   beforeEach(async () => {
-    userDir = await stateDirWithCert();
-    fs.cpSync(path.join(userDir, 'tls'), path.join(userDir, 'coolkit', 'tls'), { recursive: true });
-    helper.settings({ userDir });
+    userDir = await useUserDirWithCert();
   });
   afterEach(async () => {
     for (const s of sims.splice(0)) await s.stop();

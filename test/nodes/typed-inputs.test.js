@@ -5,12 +5,10 @@
 // Node-RED runtime (4.1 or 5, see helpers/nodered.js) with simulated devices over TLS.
 // Every wait is for a condition (a message, a status, a device state), never a fixed time.
 const assert = require('node:assert/strict');
-const crypto = require('node:crypto');
-const fs = require('node:fs');
 const path = require('node:path');
-const { helper, allNodes, runtimeVersion, statuses, waitStatus } = require('../helpers/nodered');
+const { helper, allNodes, runtimeVersion, statuses, waitStatus, useUserDirWithCert } = require('../helpers/nodered');
 const { waitFor } = require('../helpers/raw');
-const { stateDirWithCert } = require('../helpers/cloud');
+const { image } = require('../helpers/firmware');
 const { SimulatedDevice } = require('../../dist/src/sim');
 
 const dist = path.resolve(__dirname, '../../dist/nodes');
@@ -44,14 +42,6 @@ function flow(node) {
   ];
 }
 
-function image(size, seed) {
-  const h = crypto.createHash('sha256').update(String(seed)).digest();
-  const out = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) out[i] = h[i % 32] ^ (i & 0xff);
-  out[0] = 0xea;
-  return out;
-}
-
 describe(`typed inputs on Node-RED ${runtimeVersion()}`, function () {
   this.timeout(30000);
   let srv;
@@ -61,9 +51,7 @@ describe(`typed inputs on Node-RED ${runtimeVersion()}`, function () {
   before((done) => { helper.startServer(done); });
   after((done) => { helper.stopServer(done); });
   beforeEach(async () => {
-    const userDir = await stateDirWithCert();
-    fs.cpSync(path.join(userDir, 'tls'), path.join(userDir, 'coolkit', 'tls'), { recursive: true });
-    helper.settings({ userDir });
+    await useUserDirWithCert();
   });
   afterEach(async () => {
     for (const s of sims.splice(0)) await s.stop();

@@ -6,6 +6,7 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const http = require('node:http');
 const { WebSocketServer } = require('ws');
+const { image } = require('../helpers/firmware');
 const sim = require('../../dist/src/sim');
 
 const { SimulatedDevice } = sim;
@@ -22,14 +23,6 @@ async function until(fn, what, ms = 10000) {
     if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
     await sleep(5);
   }
-}
-
-function image(size, seed, magic = 0xea) {
-  const out = Buffer.alloc(size);
-  const h = crypto.createHash('sha256').update(String(seed)).digest();
-  for (let i = 0; i < size; i++) out[i] = h[i % 32] ^ (i & 0xff);
-  out[0] = magic;
-  return out;
 }
 
 /** Fake cloud: dispatch, device WebSocket, and an image server that records each GET. */
@@ -198,7 +191,7 @@ describe('simulator: OTA upgrade', function () {
   });
 
   it('refuses an image that is not an Espressif v2 image (0xEA)', async () => {
-    const images = { 'user1.bin': image(500, 'a', 0xe9), 'user2.bin': image(500, 'b', 0xe9) };
+    const images = { 'user1.bin': image(500, 'a', { magic: 0xe9 }), 'user2.bin': image(500, 'b', { magic: 0xe9 }) };
     const { cloud, dev, events, conn } = await setup({ rebootDelayMs: 10 }, images);
     cloud.push(conn, cloud.upgrade('6'));
     await until(() => events.some((e) => e.phase === 'failed') && dev.registered, 'failed and back');
