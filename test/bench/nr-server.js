@@ -14,7 +14,7 @@
 //
 // Arguments: --package DIR (a snapshot of the built package: package.json + dist/ + node_modules link)
 //            --port N  [--tls CERT,KEY]  [--runtime node-red|node-red-5]  [--sinks K]
-//            [--hub telemetry|zhiting --hub-port N --hub-secret S]
+//            [--hub telemetry|zhiting --hub-port N --hub-secret S]  [--events all|update|status]
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -35,6 +35,9 @@ const sinks = Math.max(1, Number(arg('sinks', '1')));
 const hub = arg('hub', '');
 const hubPort = Number(arg('hub-port', '0'));
 const hubSecret = arg('hub-secret', '');
+// Diagnostic: what the sonoff-device-in node emits ('status' = no flow message per update).
+const events = arg('events', 'all');
+if (!['all', 'update', 'status'].includes(events)) throw new Error(`unknown events ${events}`);
 if (hub && !['telemetry', 'zhiting'].includes(hub)) throw new Error(`unknown hub ${hub}`);
 
 // The sink node: counts what reaches it and how long after the device's intended send time.
@@ -89,7 +92,7 @@ function makeUserDir() {
   const flows = [
     { id: 'benchtab', type: 'tab', label: 'bench' },
     { id: 'benchsrv', type: 'coolkit-server', name: 'bench', bind: '127.0.0.1', port, advertiseHost: '127.0.0.1', tls: tls ? 'auto' : 'off', certFile: '', keyFile: '', legacyTls: true, hbInterval: 145, commandTimeout: 10, admission: 'open' },
-    { id: 'benchin', type: 'sonoff-device-in', z: 'benchtab', name: '', server: 'benchsrv', deviceid: '', events: 'all', x: 100, y: 100, wires: [sinkIds] },
+    { id: 'benchin', type: 'sonoff-device-in', z: 'benchtab', name: '', server: 'benchsrv', deviceid: '', events, x: 100, y: 100, wires: [sinkIds] },
     ...sinkIds.map((id, i) => ({ id, type: 'coolkit-bench-sink', z: 'benchtab', server: 'benchsrv', x: 300, y: 100 + 40 * i, wires: [] })),
   ];
   if (hub === 'telemetry') {
@@ -199,6 +202,7 @@ serve({
       tls: Boolean(tls),
       pid: process.pid,
       node: process.version,
+      execArgv: process.execArgv,
       nodeRed: RED.version,
       userDir,
       base: `${tls ? 'https' : 'http'}://127.0.0.1:${bench.cloud.port}`,

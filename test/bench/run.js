@@ -22,6 +22,7 @@
 //   node test/bench/run.js [--size smoke|medium|full] [--rounds N] [--out DIR] [--no-pin]
 //                          [--runtime node-red|node-red-5] [--profile] [--only a,b] [--quiet]
 //                          [--devices N] [--fanout-rate R] [--slow-ms MS] [--slow-control]
+//                          [--profile-heap] [--ours-node-args "--max-semi-space-size=16 ..."]
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -76,6 +77,14 @@ function hs256(secret, payload) {
   return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
 }
 
+/**
+ * Node options ours runs with by default: what the README recommends for a busy installation.
+ * A 32 MiB semi-space (Node's default is 16 MiB) keeps the per-socket objects of ws and net
+ * (they live until that device's next frame) from being promoted at every scavenge; see the
+ * README's "Performance". The `ours-default` session measures ours without them.
+ */
+const OURS_NODE_ARGS = ['--max-semi-space-size=32'];
+
 function parseArgs(argv) {
   const a = { size: 'medium', out: path.join(HERE, 'results'), pin: true, runtime: 'node-red', profile: false, only: null, quiet: false };
   for (let i = 0; i < argv.length; i++) {
@@ -87,11 +96,15 @@ function parseArgs(argv) {
     else if (k === '--no-pin') a.pin = false;
     else if (k === '--runtime') a.runtime = v();
     else if (k === '--profile') a.profile = true;
+    else if (k === '--profile-heap') a.profile = a.profileHeap = true; // --profile plus a sampling allocation profile per window
     else if (k === '--only') a.only = v().split(',');
     else if (k === '--quiet') a.quiet = true;
     else if (k === '--devices') a.devices = Number(v());
     else if (k === '--fanout-rate') a.fanoutRate = Number(v());
     else if (k === '--slow-ms') a.slowMs = Number(v());
+    else if (k === '--ours-node-args') a.oursNodeArgs = v().split(/\s+/).filter(Boolean); // instead of OURS_NODE_ARGS ('' = none)
+    else if (k === '--ours-events') a.oursEvents = v(); // diagnostic: 'status' = ours without one flow message per update
+    else if (k === '--server-node-args') a.serverNodeArgs = v().split(/\s+/).filter(Boolean); // every server, baselines too (e.g. "--trace-gc")
     else if (k === '--slow-control') a.slowControl = true; // diagnostic: the G11 phase with the extra client reading normally
     else if (k === '--help' || k === '-h') {
       const lines = fs.readFileSync(__filename, 'utf8').split('\n').slice(2);
@@ -143,6 +156,9 @@ class Bench {
     this.pkg = setup.snapshotPackage();
     this.cert = await setup.benchCertificate();
     this.runtimeVersion = require(`${this.args.runtime}/package.json`).version;
+    this.oursNodeArgs = this.args.oursNodeArgs ?? OURS_NODE_ARGS;
+    if (this.args.oursEvents) this.flag(`ours: sonoff-device-in emits '${this.args.oursEvents}' events only (diagnostic)`);
+    if (this.args.serverNodeArgs) this.flag(`every server runs with extra Node options: ${this.args.serverNodeArgs.join(' ')}`);
     if (this.args.profile) {
       this.flag('profiling on (--profile): ours runs unpinned with the V8 profiler attached, so its CPU and latency numbers include profiler overhead; use this run for profiles, not for the targets');
       this.profileDir = path.join(this.args.out, 'profiles');
@@ -159,15 +175,17 @@ class Bench {
   }
 
   /** Start one server child; returns {rpc, info, stop}. */
-  async startServer(kind, { tls = false, round = 0, hub } = {}) {
+  async startServer(kind, { tls = false, round = 0, hub, nodeDefaults = false } = {}) {
     let script;
     let args;
-    const execArgv = ['--expose-gc'];
+    const execArgv = ['--expose-gc', ...(this.args.serverNodeArgs ?? [])];
     let hubSecret;
     if (kind === 'ours') {
       script = path.join(HERE, 'nr-server.js');
+      if (!nodeDefaults) execArgv.push(...this.oursNodeArgs);
       args = ['--package', this.pkg, '--port', String(await setup.freePort()), '--runtime', this.args.runtime];
       if (tls) args.push('--tls', this.cert.arg);
+      if (this.args.oursEvents) args.push('--events', this.args.oursEvents);
       if (hub) {
         hubSecret = randomBytes(32).toString('hex');
         args.push('--hub', hub, '--hub-port', String(await setup.freePort()), '--hub-secret', hubSecret);
@@ -177,7 +195,7 @@ class Bench {
       args = ['--mode', kind];
       if (tls) args.push('--tls', this.cert.arg);
     }
-    const name = `${kind}${tls ? '-tls' : ''}${hub ? `-${hub}` : ''}`;
+    const name = `${kind}${tls ? '-tls' : ''}${hub ? `-${hub}` : ''}${nodeDefaults ? '-default' : ''}`;
     // A profiled server is not pinned: V8's sampler thread would share the one core with the
     // main thread and mostly sample while the main thread is idle (busy time goes unseen).
     const profiled = Boolean(this.args.profile && kind === 'ours');
@@ -227,7 +245,7 @@ class Bench {
   }
 
   async profileStart(srv) {
-    if (srv.profile) await srv.rpc('profileStart', { intervalUs: 500 });
+    if (srv.profile) await srv.rpc('profileStart', { intervalUs: 500, heap: Boolean(this.args.profileHeap) });
   }
 
   /** Stop the window profile of `srv`, keep the file and a summary of its hottest functions. */
@@ -551,6 +569,16 @@ class Bench {
       return { halfRate, memory, heartbeat, knee, half, fixed, herd, genStatus: status };
     });
 
+    // The same server with Node's default young generation (no OURS_NODE_ARGS): the update path only.
+    await session('ours-default', 'ours', false, async (srv) => {
+      await this.initGen(srv.info.base, s.devices);
+      const connect = await this.connectDevices(0, s.devices);
+      const knee = await this.kneeSearch(srv, 'ours-default');
+      const half = await this.fixed(srv, halfRate, 'ours-default half load', 'half');
+      const fixed = await this.fixed(srv, s.fixedRate, 'ours-default fixed', 'fixed');
+      return { connect, halfRate, knee, half, fixed };
+    }, { nodeDefaults: true });
+
     await session('B-idle', 'idle', false, async (srv) => {
       await this.initGen(srv.info.base, s.devices);
       const memory = await this.memoryTwoSizes(srv);
@@ -642,6 +670,7 @@ class Bench {
       quietWaitS: Math.round((this.quietWaitMs || 0) / 1000),
       logDir: this.logDir,
       profileDir: this.profileDir,
+      oursNodeArgs: this.oursNodeArgs,
     };
     const summary = report.summarise(rounds, this.size);
     const result = { meta, summary, flags: [...this.flags, ...summary.flags], valid: summary.valid && this.flags.length === 0, rounds, mqtt };

@@ -44,7 +44,7 @@ describe('benchmark (smoke size)', function () {
 
   it('prints the markdown table with every goal', () => {
     assert.match(run.stdout, /\| Goal \| Metric \|/);
-    for (const id of ['G1', 'G2', 'G3', 'G3c', 'G3z', 'G4', 'G6', 'G7', 'G8', 'G9a', 'G9b', 'G10', 'G11', 'G11m']) {
+    for (const id of ['G1', 'G2', 'G3', 'G3c', 'G3z', 'G4', 'G6', 'G7', 'G8', 'G9a', 'G9b', 'G10', 'G11', 'G11m', 'G1n', 'G2n', 'G8n', 'G9an']) {
       assert.match(run.stdout, new RegExp(`\\n\\| ${id} \\|`), `row ${id} missing`);
     }
     assert.ok(fs.readFileSync(path.join(out, 'latest.md'), 'utf8').includes('| Goal |'));
@@ -62,11 +62,19 @@ describe('benchmark (smoke size)', function () {
     assert.match(run.stdout, /### MQTT backbone/);
   });
 
+  it('runs ours with the README\'s Node options and ours-default without them', () => {
+    const s = result.rounds[0].sessions;
+    assert.deepStrictEqual(result.meta.oursNodeArgs, ['--max-semi-space-size=32']);
+    assert.ok(s.ours.info.execArgv.includes('--max-semi-space-size=32'), JSON.stringify(s.ours.info.execArgv));
+    assert.ok(!s['ours-default'].info.execArgv.some((a) => a.startsWith('--max-semi-space-size')), JSON.stringify(s['ours-default'].info.execArgv));
+    assert.match(run.stdout, /recommends: `--max-semi-space-size=32`/);
+  });
+
   it('writes the JSON with meta, one round and every session', () => {
     assert.strictEqual(result.meta.size, 'smoke');
     assert.strictEqual(result.rounds.length, 1);
     const s = result.rounds[0].sessions;
-    for (const name of ['B-ack', 'ours', 'B-idle', 'B-tls', 'ours-tls', 'B-echo', 'B-fanout', 'ours-hub', 'ours-zhiting']) {
+    for (const name of ['B-ack', 'ours', 'ours-default', 'B-idle', 'B-tls', 'ours-tls', 'B-echo', 'B-fanout', 'ours-hub', 'ours-zhiting']) {
       assert.ok(s[name], `session ${name} missing`);
       assert.strictEqual(s[name].error, undefined, `${name} failed: ${s[name].error}`);
     }
@@ -74,7 +82,7 @@ describe('benchmark (smoke size)', function () {
 
   it('every phase produced numbers', () => {
     const s = result.rounds[0].sessions;
-    for (const name of ['B-ack', 'ours']) {
+    for (const name of ['B-ack', 'ours', 'ours-default']) {
       assert.ok(s[name].knee.knee > 0, `${name} knee`);
       assert.ok(s[name].knee.steps.length > 0);
       for (const phase of ['half', 'fixed']) {

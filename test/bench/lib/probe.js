@@ -82,7 +82,7 @@ class Probe {
   }
 
   /** Start the V8 CPU profiler of this process (node:inspector), e.g. for one measured window. */
-  async profileStart({ intervalUs = 500 } = {}) {
+  async profileStart({ intervalUs = 500, heap = false } = {}) {
     const inspector = require('node:inspector');
     if (!this.session) {
       this.session = new inspector.Session();
@@ -92,6 +92,13 @@ class Probe {
     await post('Profiler.enable');
     await post('Profiler.setSamplingInterval', { interval: intervalUs });
     await post('Profiler.start');
+    if (heap) {
+      // every allocation sampled (about one per 32 KiB), including objects already collected:
+      // what the window allocates, not what it keeps
+      await post('HeapProfiler.enable');
+      await post('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !process.env.BENCH_HEAP_PROMOTED });
+    }
+    this.heap = heap;
     this.post = post;
     return {};
   }
@@ -101,6 +108,10 @@ class Probe {
     if (!this.post) return { file: null };
     const { profile } = await this.post('Profiler.stop');
     fs.writeFileSync(file, JSON.stringify(profile));
+    if (this.heap) {
+      const { profile: heapProfile } = await this.post('HeapProfiler.stopSampling');
+      fs.writeFileSync(file.replace(/\.cpuprofile$/, '') + '.heapprofile', JSON.stringify(heapProfile));
+    }
     return { file };
   }
 

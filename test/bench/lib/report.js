@@ -18,6 +18,8 @@ function spread(xs) {
 
 const get = (obj, p) => p.split('.').reduce((o, k) => (o === undefined || o === null ? undefined : o[k]), obj);
 
+const DEFAULT_NOTE = '--max-semi-space-size';
+
 /** Every goal: how to read baseline and ours from a round, and the target. */
 function goals(size) {
   return [
@@ -103,6 +105,28 @@ function goals(size) {
       id: 'G9a', metric: 'server event-loop delay p99 at half load (ms)', base: 'B-ack', unit: 'ms',
       b: (r) => get(r.sessions, 'B-ack.half.server.eld.p99'), o: (r) => get(r.sessions, 'ours.half.server.eld.p99'),
       kind: 'abs', op: '<=', target: 20, minimum: 50, m: ['ours.half'], quiet: true,
+    },
+    // The update path again, ours with Node's default young generation (session ours-default):
+    // what a user who does not follow the README's Node option gets. Informative.
+    {
+      id: 'G1n', metric: `G1 with Node's default GC sizing (no ${DEFAULT_NOTE}): CPU per update at ${size.fixedRate}/s (µs)`, base: 'B-ack', unit: 'µs',
+      b: (r) => get(r.sessions, 'B-ack.fixed.cpuPerUpdUs'), o: (r) => get(r.sessions, 'ours-default.fixed.cpuPerUpdUs'),
+      kind: 'ratio', op: '<=', target: 1.4, minimum: 2.0, informative: true, m: ['B-ack.fixed', 'ours-default.fixed'],
+    },
+    {
+      id: 'G2n', metric: `G2 with Node's default GC sizing: highest update rate with ack p99 ≤ 50 ms (upd/s)`, base: 'B-ack', unit: '/s',
+      b: (r) => get(r.sessions, 'B-ack.knee.knee'), o: (r) => get(r.sessions, 'ours-default.knee.knee'),
+      kind: 'ratio', op: '>=', target: 0.7, minimum: 0.5, informative: true,
+    },
+    {
+      id: 'G8n', metric: `G8 with Node's default GC sizing: ack p99 at half of the B-ack knee (ms)`, base: 'B-ack', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-ack.half.gen.ack.p99'), o: (r) => get(r.sessions, 'ours-default.half.gen.ack.p99'),
+      kind: 'ratio', op: '<=', target: 2, minimum: 3, informative: true, m: ['B-ack.half', 'ours-default.half'],
+    },
+    {
+      id: 'G9an', metric: `G9a with Node's default GC sizing: server event-loop delay p99 at half load (ms)`, base: 'B-ack', unit: 'ms',
+      b: (r) => get(r.sessions, 'B-ack.half.server.eld.p99'), o: (r) => get(r.sessions, 'ours-default.half.server.eld.p99'),
+      kind: 'abs', op: '<=', target: 20, minimum: 50, informative: true, m: ['ours-default.half'], quiet: true,
     },
     {
       id: 'G9b', metric: 'server event-loop delay p99 during the plain herd (ms)', base: 'B-idle', unit: 'ms',
@@ -302,6 +326,7 @@ function markdown(result) {
   lines.push(`## coolkit bench: ${meta.size} (${p.devices} devices, ${p.rounds} round${p.rounds > 1 ? 's' : ''})`);
   lines.push('');
   lines.push(`${meta.node}, ${meta.nodeRed}, ${meta.cpus} cores (${meta.cpuModel}); ${meta.pinning.enabled ? `server pinned to core ${meta.pinning.server}, generator to core ${meta.pinning.generator} (taskset)` : `NOT pinned: ${meta.pinning.reason}`}; open files ${meta.openFiles.soft}/${meta.openFiles.hard}; ${meta.durationS} s.`);
+  lines.push(`Ours runs with the Node options the README recommends: \`${(meta.oursNodeArgs || []).join(' ') || '(none)'}\`; rows G1n, G2n, G8n and G9an measure it without them (session ours-default).`);
   lines.push(`Ratios are ours ÷ baseline within a round; median [min..max] over rounds. Run: **${result.valid ? 'VALID' : 'INVALID'}**.`);
   lines.push('');
   lines.push('| Goal | Metric | Baseline | Baseline (median) | Ours (median) | Ratio / value: median [min..max] | Target | Result |');
@@ -318,15 +343,15 @@ function markdown(result) {
   lines.push('');
   lines.push('Per round (absolute values):');
   lines.push('');
-  lines.push('| Round | B-ack knee | ours knee | half load | B-ack cpu/upd | ours cpu/upd | B-echo cpu/upd | ours ack p99 (half) | B-ack ack p99 (half) | herd plain B/ours | herd TLS B/ours | fan-out frames/s B / telemetry / zhiting | slow client: others frames/s, buffer peak, cut |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('| Round | B-ack knee | ours knee | ours knee, Node defaults | half load | B-ack cpu/upd | ours cpu/upd | B-echo cpu/upd | ours ack p99 (half) | B-ack ack p99 (half) | herd plain B/ours | herd TLS B/ours | fan-out frames/s B / telemetry / zhiting | slow client: others frames/s, buffer peak, cut |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of result.rounds) {
     const s = r.sessions;
     const knee = (k) => (k ? `${k.knee}/s (${k.bound})` : '—');
     const us = (x) => (typeof x === 'number' ? `${x.toFixed(1)} µs` : '—');
     const ms = (x) => (typeof x === 'number' ? `${x} ms` : '—');
     const herd = (a, b) => `${a ? `${a.rate}/s` : '—'} / ${b ? `${b.rate}/s` : '—'}`;
-    lines.push(`| ${r.round} | ${knee(s['B-ack']?.knee)} | ${knee(s.ours?.knee)} | ${r.halfRate}/s | ${us(s['B-ack']?.fixed?.cpuPerUpdUs)} | ${us(s.ours?.fixed?.cpuPerUpdUs)} | ${us(s['B-echo']?.fixed?.cpuPerUpdUs)} | ${ms(s.ours?.half?.gen.ack.p99)} | ${ms(s['B-ack']?.half?.gen.ack.p99)} | ${herd(s['B-idle']?.herd, s.ours?.herd)} | ${herd(s['B-tls']?.herd, s['ours-tls']?.herd)} | ${s['B-fanout']?.fixed?.gen.deliveryRate ?? '—'} / ${s['ours-hub']?.fixed?.gen.deliveryRate ?? '—'} / ${s['ours-zhiting']?.fixed?.gen.deliveryRate ?? '—'} | ${slowCell(s['ours-hub']?.slow)} |`);
+    lines.push(`| ${r.round} | ${knee(s['B-ack']?.knee)} | ${knee(s.ours?.knee)} | ${knee(s['ours-default']?.knee)} | ${r.halfRate}/s | ${us(s['B-ack']?.fixed?.cpuPerUpdUs)} | ${us(s.ours?.fixed?.cpuPerUpdUs)} | ${us(s['B-echo']?.fixed?.cpuPerUpdUs)} | ${ms(s.ours?.half?.gen.ack.p99)} | ${ms(s['B-ack']?.half?.gen.ack.p99)} | ${herd(s['B-idle']?.herd, s.ours?.herd)} | ${herd(s['B-tls']?.herd, s['ours-tls']?.herd)} | ${s['B-fanout']?.fixed?.gen.deliveryRate ?? '—'} / ${s['ours-hub']?.fixed?.gen.deliveryRate ?? '—'} / ${s['ours-zhiting']?.fixed?.gen.deliveryRate ?? '—'} | ${slowCell(s['ours-hub']?.slow)} |`);
   }
   if (flags.length > 0) {
     lines.push('');
