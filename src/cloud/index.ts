@@ -6,3 +6,4 @@ export * from './store';
 export * from './tls';
 export * from './options';
 export * from './log';
+export * from './gc-hint';
