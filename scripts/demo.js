@@ -89,7 +89,8 @@ async function main() {
   const nodeBin = process.env.npm_node_execpath || process.execPath;
   const red = require.resolve('node-red/red.js');
   console.log(`Starting Node-RED ${require('node-red/package.json').version} with node-red-contrib-coolkit (user directory ${userDir})`);
-  const child = spawn(nodeBin, [red, '-u', userDir, '-s', path.join(userDir, 'settings.js')], { stdio: 'inherit', cwd: userDir });
+  // The young-generation size the README recommends for a busy installation ("Performance").
+  const child = spawn(nodeBin, ['--max-semi-space-size=32', red, '-u', userDir, '-s', path.join(userDir, 'settings.js')], { stdio: 'inherit', cwd: userDir });
   const sims = [];
   let stopping = false;
   const stop = async () => {
