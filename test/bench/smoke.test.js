@@ -70,6 +70,11 @@ describe('benchmark (smoke size)', function () {
     assert.match(run.stdout, /recommends: `--max-semi-space-size=32`/);
   });
 
+  it('G2 notes the knee ratio extrapolated to a full server core (the baseline knee can be generator-bound)', () => {
+    const g2 = result.summary.rows.find((r) => r.id === 'G2');
+    assert.ok(g2.notes.some((n) => /extrapolated to a full server core .* = \d+\.\d\d×/.test(n)), JSON.stringify(g2.notes));
+  });
+
   it('writes the JSON with meta, one round and every session', () => {
     assert.strictEqual(result.meta.size, 'smoke');
     assert.strictEqual(result.rounds.length, 1);
