@@ -36,6 +36,7 @@ import { selectQueryParams } from '../protocol/builders';
 import { Admission } from './admission';
 import { AppSession, type AppHost } from './app-session';
 import { importPendingDevices } from './pending';
+import { destroyOnError } from './socket-error';
 import { createHash, timingSafeEqual } from 'node:crypto';
 
 export interface DeviceEvent {
@@ -309,14 +310,15 @@ export class CoolkitCloud extends EventEmitter implements SessionHost, AppHost {
   // ---- WebSocket: device sessions --------------------------------------------------------
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const url = (req.url ?? '/').split('?')[0];
     if (url !== '/api/ws' || this.state !== 'listening') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
+    // No closure here may use `req`: it would stay alive with the connection.
+    const remote = req.socket.remoteAddress ?? '?';
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const remote = req.socket.remoteAddress ?? '?';
       const session = new DeviceSession(ws, remote, this, { burst: this.options.rateBurst, perSecond: this.options.ratePerSecond });
       this.unregistered.add(session);
     });

@@ -14,6 +14,7 @@ import { originAllowed, redactUrl } from './auth';
 import { DEFAULT_BACKPRESSURE, HubCloseCode, HubConnection, type BackpressureOptions } from './connection';
 import { AttemptLimiter, DEFAULT_ATTEMPTS, DEFAULT_RATE, type AttemptOptions, type RateOptions } from './limits';
 import type { Authenticator, ConnectionHandler, Identity, Refusal } from './types';
+import { destroyOnError } from '../../cloud/socket-error';
 
 export interface GatewayOptions {
   /** Display name for logs, e.g. `zhiting`. */
@@ -107,7 +108,7 @@ export class HubGateway {
    * upgrade, or an HTTP refusal and the socket closed.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const remote = req.socket.remoteAddress ?? '?';
     if (this.closing) {
       this.refuse(socket, remote, { status: 503, reason: 'shutting down' });
