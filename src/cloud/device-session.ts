@@ -55,11 +55,34 @@ export const CloseCode = {
   REFUSED: 4003,
 } as const;
 
+/**
+ * The socket's listeners are shared by every session (the socket is `this`, its session is
+ * stored on it) instead of four closures per connection: thousands of devices stay connected
+ * for days, so per-connection memory counts.
+ */
+const SESSION = Symbol('coolkit.deviceSession');
+type SessionSocket = WebSocket & { [SESSION]?: DeviceSession };
+
+function onSocketMessage(this: SessionSocket, data: Buffer, isBinary: boolean): void {
+  this[SESSION]?.onFrame(data, isBinary);
+}
+function onSocketAlive(this: SessionSocket): void {
+  const session = this[SESSION];
+  if (session) session.lastSeen = Date.now();
+}
+function onSocketClose(this: SessionSocket): void {
+  this[SESSION]?.onClose();
+}
+function onSocketError(this: SessionSocket, err: Error): void {
+  this[SESSION]?.onSocketError(err);
+}
+
 export class DeviceSession {
   record: DeviceRecord | undefined;
   lastSeen: number;
   readonly openedAt: number;
-  private readonly pending = new Map<string, Pending>();
+  /** Commands waiting for this device's ack by sequence (created on the first command). */
+  private pending: Map<string, Pending> | undefined;
   private readonly bucket: TokenBucket;
   private registering = false;
   private closed = false;
@@ -76,28 +99,28 @@ export class DeviceSession {
     this.lastSeen = now;
     this.openedAt = now;
     this.bucket = new TokenBucket(rate.burst, rate.perSecond, now);
-    ws.on('message', this.onMessage);
-    ws.on('ping', this.onAlive);
-    ws.on('pong', this.onAlive);
-    ws.on('close', this.onCloseEvent);
-    ws.on('error', this.onError);
+    (ws as SessionSocket)[SESSION] = this;
+    ws.on('message', onSocketMessage);
+    ws.on('ping', onSocketAlive);
+    ws.on('pong', onSocketAlive);
+    ws.on('close', onSocketClose);
+    ws.on('error', onSocketError);
   }
-
-  private readonly onMessage = (data: Buffer, isBinary: boolean): void => this.onFrame(data, isBinary);
-  private readonly onAlive = (): void => {
-    this.lastSeen = Date.now();
-  };
-  private readonly onCloseEvent = (): void => this.onClose();
-  private readonly onError = (err: Error): void => this.host.warn(`wserr:${this.remote}`, `device socket ${this.label()}: ${err.message}`);
 
   /** Stop handling this socket (it now belongs to another session type). */
   detach(): void {
     this.closed = true;
-    this.ws.off('message', this.onMessage);
-    this.ws.off('ping', this.onAlive);
-    this.ws.off('pong', this.onAlive);
-    this.ws.off('close', this.onCloseEvent);
-    this.ws.off('error', this.onError);
+    this.ws.off('message', onSocketMessage);
+    this.ws.off('ping', onSocketAlive);
+    this.ws.off('pong', onSocketAlive);
+    this.ws.off('close', onSocketClose);
+    this.ws.off('error', onSocketError);
+    (this.ws as SessionSocket)[SESSION] = undefined;
+  }
+
+  /** @internal the socket reported an error (ws closes it itself). */
+  onSocketError(err: Error): void {
+    this.host.warn(`wserr:${this.remote}`, `device socket ${this.label()}: ${err.message}`);
   }
 
   get deviceid(): string | undefined {
@@ -149,16 +172,18 @@ export class DeviceSession {
     if (!record || this.closed) return Promise.reject(new CoolkitError(ErrorCode.OFFLINE, 'device is offline'));
     const deviceid = record.deviceid;
     return new Promise<CommandResult>((resolve, reject) => {
+      const pending = (this.pending ??= new Map());
       const timer = setTimeout(() => {
-        this.pending.delete(message.sequence);
+        pending.delete(message.sequence);
         reject(new CoolkitError(ErrorCode.TIMEOUT, `device ${deviceid} did not acknowledge within ${Math.round(timeoutMs / 100) / 10} s`, deviceid));
       }, timeoutMs);
-      this.pending.set(message.sequence, { resolve, reject, timer, sentAt: Date.now() });
+      pending.set(message.sequence, { resolve, reject, timer, sentAt: Date.now() });
       this.send(message);
     });
   }
 
-  private onFrame(data: Buffer, isBinary: boolean): void {
+  /** @internal one frame from the device's socket. */
+  onFrame(data: Buffer, isBinary: boolean): void {
     const now = Date.now();
     this.lastSeen = now;
     if (!this.bucket.take(now)) {
@@ -259,9 +284,9 @@ export class DeviceSession {
   }
 
   private onAck(msg: AckMessage): void {
-    const pending = this.pending.get(msg.sequence);
+    const pending = this.pending?.get(msg.sequence);
     if (!pending) return; // late ack after a timeout, or an ack for another server: nothing waits
-    this.pending.delete(msg.sequence);
+    this.pending!.delete(msg.sequence);
     clearTimeout(pending.timer);
     const deviceid = this.record?.deviceid ?? msg.deviceid;
     if (msg.error === 0) {
@@ -275,14 +300,15 @@ export class DeviceSession {
     this.send(buildErrorReply(code, reason, this.record?.deviceid, this.record?.apikey));
   }
 
-  private onClose(): void {
+  /** @internal the device's socket closed. */
+  onClose(): void {
     if (this.closed) return;
     this.closed = true;
     const deviceid = this.record?.deviceid;
-    for (const [sequence, pending] of this.pending) {
+    for (const [sequence, pending] of this.pending ?? []) {
       clearTimeout(pending.timer);
       pending.reject(new CoolkitError(ErrorCode.OFFLINE, `device ${deviceid ?? ''} disconnected before acknowledging`.replace('  ', ' '), deviceid));
-      this.pending.delete(sequence);
+      this.pending!.delete(sequence);
     }
     this.host.ended(this);
   }
