@@ -112,9 +112,22 @@ export function capabilitiesFromParams(params: Params): Capabilities {
 
 /** Capabilities of a device: its UIID (if the caller knows it), then its model, then its params. */
 export function capabilitiesOf(model: string | undefined, params: Params, uiid?: number): Capabilities {
-  const byUiid = uiid !== undefined ? UIID_CAPABILITIES[uiid] : undefined;
-  if (byUiid) return { ...byUiid, source: 'model' };
+  if (uiid !== undefined && UIID_CAPABILITIES[uiid]) return modelCapabilities(uiid);
   const fromModel = model ? MODEL_UIID[model] : undefined;
-  if (fromModel !== undefined) return { ...UIID_CAPABILITIES[fromModel], source: 'model' };
+  if (fromModel !== undefined) return modelCapabilities(fromModel);
   return capabilitiesFromParams(params);
+}
+
+/**
+ * What a device type can do, one frozen object per UIID shared by every device of that type
+ * (the cloud keeps each connected device's capabilities: thousands of copies otherwise).
+ */
+const sharedByUiid = new Map<number, Capabilities>();
+function modelCapabilities(uiid: number): Capabilities {
+  let caps = sharedByUiid.get(uiid);
+  if (!caps) {
+    caps = Object.freeze({ ...UIID_CAPABILITIES[uiid]!, source: 'model' }) as Capabilities;
+    sharedByUiid.set(uiid, caps);
+  }
+  return caps;
 }
