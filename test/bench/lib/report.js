@@ -107,7 +107,12 @@ function goals(size) {
       m: ['B-ack.half', 'ours.half'],
       extra: (r) => {
         const o = get(r.sessions, 'ours.half');
-        return o && o.gen.unacked > 0 ? [`ours left ${o.gen.unacked} updates unacked at half load`] : [];
+        const b = get(r.sessions, 'B-ack.half');
+        const out = o && o.gen.unacked > 0 ? [`ours left ${o.gen.unacked} updates unacked at half load`] : [];
+        // Latency counts from the intended send time, so a stall of the generator shows in both
+        // sides' ack p99: its own lateness is printed next to the server's event-loop delay.
+        if (o && b && o.gen.slip && b.gen.slip) out.push(`round ${r.round}: generator lateness p99 ${o.gen.slip.p99} ms in ours' window (B-ack's ${b.gen.slip.p99} ms); server event-loop delay max ${o.server.eld?.max ?? '—'} ms`);
+        return out;
       },
     },
     {
