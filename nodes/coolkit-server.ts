@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { NodeAPI, NodeDef, NodeStatus } from 'node-red';
 import { CoolkitCloud, ListenError } from '../src/cloud/server';
 import { DeviceEventRouter } from '../src/cloud/router';
-import { gcHintDue } from '../src/cloud/gc-hint';
+import { GC_HINT_DEVICES, gcHintDue } from '../src/cloud/gc-hint';
 import type { Logger } from '../src/cloud/log';
 import type { CoolkitServerNode, ServerUser } from './types';
 import type { DeviceRecord } from '../src/cloud/registry';
@@ -179,13 +179,14 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    let gcHinted = false;
+    // The GC hint is decided once, the first time enough devices are online.
+    let gcHintDecided = false;
     function pushStatus(): void {
       statusTimer = undefined;
       if (closing) return;
-      if (!gcHinted && gcHintDue(cloud.onlineCount, process.execArgv, process.env.NODE_OPTIONS)) {
-        gcHinted = true;
-        node.log(RED._('coolkit-server.log.gcHint', { online: cloud.onlineCount }));
+      if (!gcHintDecided && cloud.onlineCount >= GC_HINT_DEVICES) {
+        gcHintDecided = true;
+        if (gcHintDue(cloud.onlineCount, process.execArgv, process.env.NODE_OPTIONS)) node.log(RED._('coolkit-server.log.gcHint', { online: cloud.onlineCount }));
       }
       const { status, healthy } = currentStatus();
       for (const user of users.values()) {

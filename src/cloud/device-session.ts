@@ -286,7 +286,7 @@ export class DeviceSession {
   private onAck(msg: AckMessage): void {
     const pending = this.pending?.get(msg.sequence);
     if (!pending) return; // late ack after a timeout, or an ack for another server: nothing waits
-    this.pending!.delete(msg.sequence);
+    this.pending?.delete(msg.sequence);
     clearTimeout(pending.timer);
     const deviceid = this.record?.deviceid ?? msg.deviceid;
     if (msg.error === 0) {
@@ -305,10 +305,11 @@ export class DeviceSession {
     if (this.closed) return;
     this.closed = true;
     const deviceid = this.record?.deviceid;
-    for (const [sequence, pending] of this.pending ?? []) {
+    const waiting = this.pending;
+    this.pending = undefined;
+    for (const pending of waiting?.values() ?? []) {
       clearTimeout(pending.timer);
       pending.reject(new CoolkitError(ErrorCode.OFFLINE, `device ${deviceid ?? ''} disconnected before acknowledging`.replace('  ', ' '), deviceid));
-      this.pending!.delete(sequence);
     }
     this.host.ended(this);
   }
