@@ -22,7 +22,7 @@
 //   node test/bench/run.js [--size smoke|medium|full] [--rounds N] [--out DIR] [--no-pin]
 //                          [--runtime node-red|node-red-5] [--profile] [--only a,b] [--quiet]
 //                          [--devices N] [--fanout-rate R] [--slow-ms MS] [--slow-control]
-//                          [--profile-heap] [--ours-node-args "--max-semi-space-size=16 ..."]
+//                          [--profile-heap] [--ours-node-args "..."] [--server-node-args "..."] [--ours-events status]
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');

@@ -96,7 +96,7 @@ class Probe {
       // every allocation sampled (about one per 32 KiB), including objects already collected:
       // what the window allocates, not what it keeps
       await post('HeapProfiler.enable');
-      await post('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !process.env.BENCH_HEAP_PROMOTED });
+      await post('HeapProfiler.startSampling', { samplingInterval: 32768, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     }
     this.heap = heap;
     this.post = post;
